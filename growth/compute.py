@@ -1,0 +1,132 @@
+"""Compute accounting: FLOPs of an architecture, the training-FLOP budget and its ledger.
+
+Units, always named: FLOPs count multiply and add separately (``FlopCounterMode``'s convention);
+MACs = FLOPs / 2. Training one sample costs ``3 x forward FLOPs`` (forward + backward ≈ 3 forwards).
+
+Example:
+    >>> parse_budget("2.5e16"), parse_budget("500T")
+    (2.5e+16, 5e+14)
+    >>> ledger = Ledger(budget_flops=1e9)
+    >>> ledger.charge(4e8); ledger.fraction_spent
+    0.4
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+TRAIN_FLOPS_PER_FORWARD_FLOP = 3
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
+
+
+def parse_budget(text: str | float) -> float:
+    """Parse a FLOP count: ``2e17``, ``2.5e16``, ``500T``, ``1P``, ``3G`` (SI suffixes, any case).
+
+    Raises ``ValueError`` (one line) for zero, negative, non-finite or unparseable input.
+    """
+    raw = str(text).strip()
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpPeE]?)(?:FLOPs?|flops?)?", raw)
+    if not match:
+        raise ValueError(f"cannot read budget {raw!r}: give FLOPs like 2e17, 2.5e16, 500T or 1P")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"budget must be a positive number of FLOPs, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Size and per-sample cost of one architecture at one input size."""
+
+    params: int
+    forward_flops: int  # per sample
+
+    @property
+    def macs(self) -> int:
+        return self.forward_flops // 2
+
+    @property
+    def train_flops_per_sample(self) -> int:
+        return TRAIN_FLOPS_PER_FORWARD_FLOP * self.forward_flops
+
+    def to_dict(self) -> dict:
+        return {"params": self.params, "forward_flops": self.forward_flops, "macs": self.macs}
+
+
+_COST_CACHE: dict[tuple[str, tuple[int, ...]], ModelCost] = {}
+
+
+def measure_cost(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelCost:
+    """Params and forward FLOPs per sample, measured once per (genotype, input shape) and cached.
+
+    ``input_shape`` is ``(C, H, W)``. Counted on a CPU copy in eval mode so that the model's own
+    device, mode and BatchNorm statistics are untouched.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from search_spaces import genotype_json
+
+    genotype = getattr(model, "genotype", None)
+    key = (genotype_json(genotype), tuple(input_shape)) if genotype is not None else None
+    if key is not None and key in _COST_CACHE:
+        return _COST_CACHE[key]
+    params = sum(p.numel() for p in model.parameters())
+    probe = _cpu_copy(model)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        probe(torch.zeros(1, *input_shape))
+    cost = ModelCost(params, int(counter.get_total_flops()))
+    if key is not None:
+        _COST_CACHE[key] = cost
+    return cost
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    from search_spaces import build_model
+
+    genotype = getattr(model, "genotype", None)
+    # Building from the genotype is cheaper than deep-copying weights we don't need.
+    probe = build_model(genotype) if genotype is not None else model
+    return probe.eval().float().cpu()
+
+
+@dataclass
+class Ledger:
+    """Training FLOPs spent against a budget. Evaluation FLOPs are recorded but never charged."""
+
+    budget_flops: float
+    spent_flops: float = 0.0
+    eval_flops: float = 0.0
+    samples: int = 0
+
+    def charge(self, flops: float, samples: int = 0) -> None:
+        self.spent_flops += flops
+        self.samples += samples
+
+    def record_eval(self, flops: float) -> None:
+        self.eval_flops += flops
+
+    @property
+    def remaining_flops(self) -> float:
+        return max(0.0, self.budget_flops - self.spent_flops)
+
+    @property
+    def fraction_spent(self) -> float:
+        return min(1.0, self.spent_flops / self.budget_flops)
+
+    def affordable_samples(self, flops_per_sample: float) -> int:
+        """How many more samples at this cost fit in the budget (never overrunning it)."""
+        return int(self.remaining_flops // flops_per_sample)
+
+    def state_dict(self) -> dict:
+        return {"budget_flops": self.budget_flops, "spent_flops": self.spent_flops,
+                "eval_flops": self.eval_flops, "samples": self.samples}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Ledger:
+        return cls(**state)

@@ -1,0 +1,237 @@
+"""Growth (and pruning) operators that edit a model in place, keeping what it has learned.
+
+Every operator edits the genotype first, builds the new architecture from it, and moves the old
+tensors across along the channel group's dimensions, so ``model.genotype`` always describes the
+module exactly. Existing ``nn.Parameter`` objects are kept (their ``.data`` is replaced), so an
+optimizer keeps pointing at them; its per-parameter state is resized alongside (new entries 0,
+DessiLBI's ``entry_step`` -1).
+
+* :func:`widen` adds channels to a coupled group. New filters get a fresh initialisation on their
+  incoming weights and zero outgoing weights in every consumer, so the function does not change
+  (in train and eval mode: new channels have their own BatchNorm statistics and nobody reads them).
+* :func:`prune` keeps a chosen subset of a group's channels (used by the pruning baselines).
+* :func:`deepen` appends a block to a stage that computes the identity: for a ResNet a basic block
+  whose last BatchNorm weight is 0 (exact in both modes); for a VGG a conv+BN+ReLU whose conv is a
+  Dirac kernel and whose BN is the identity in eval mode (in train mode the new BN normalises with
+  the batch's statistics, so there the function changes until the layer adapts).
+
+Example:
+    >>> import torch, search_spaces
+    >>> model = search_spaces.create_model("resnet8-thin").eval()
+    >>> x = torch.randn(2, 3, 32, 32); before = model(x)
+    >>> _ = widen(model, "stage1", 4)
+    >>> model.genotype.stages[0].width, bool(torch.allclose(model(x), before, atol=1e-6))
+    (8, True)
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from search_spaces import ResNetGenotype, VGGGenotype, build_model
+from search_spaces.resnet import ZeroPadShortcut
+
+from .graph import ChannelGroup, find_group
+
+
+def widen(model: nn.Module, group: str | ChannelGroup, n: int,
+          optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Add ``n`` channels to a channel group, preserving the network function. Returns ``model``."""
+    if n <= 0:
+        raise ValueError(f"widen needs n > 0, got {n}")
+    group = _resolve(model, group)
+    keep = torch.arange(group.width)
+    return _resize(model, group, keep, n, optimizer)
+
+
+def prune(model: nn.Module, group: str | ChannelGroup, keep: torch.Tensor | list[int],
+          optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Keep only channels ``keep`` (indices, in the order given) of a group. Returns ``model``."""
+    group = _resolve(model, group)
+    keep = torch.as_tensor(keep, dtype=torch.long).flatten()
+    if keep.numel() == 0 or keep.unique().numel() != keep.numel() or int(keep.max()) >= group.width:
+        raise ValueError(f"prune of {group.name} needs distinct indices in [0, {group.width}), "
+                         "at least one")
+    return _resize(model, group, keep, 0, optimizer)
+
+
+def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Append an identity-initialised block (ResNet) or conv layer (VGG) to ``stage`` (0-based)."""
+    genotype = copy.deepcopy(model.genotype)
+    if not 0 <= stage < len(genotype.stages):
+        raise ValueError(f"stage {stage} out of range (model has {len(genotype.stages)} stages)")
+    if isinstance(genotype, ResNetGenotype):
+        st = genotype.stages[stage]
+        st.inner.append(st.inner[-1])  # the new block inherits the stage's latest inner width
+        fresh = build_model(genotype)
+        block = fresh.stages[stage][-1]
+        nn.init.zeros_(block.bn2.weight)  # residual branch outputs 0: the block is the identity
+    elif isinstance(genotype, VGGGenotype):
+        genotype.stages[stage].append(genotype.stages[stage][-1])
+        fresh = build_model(genotype)
+        block = fresh.stages[stage][-1]
+        with torch.no_grad():
+            nn.init.dirac_(block.conv.weight)
+            # running_var = 1 - eps makes the eval-mode normalisation exactly x / 1.
+            block.bn.running_var.fill_(1.0 - block.bn.eps)
+    else:
+        raise ValueError(f"cannot deepen a {genotype.family!r} model")
+    ref = next(model.parameters())
+    block = block.to(device=ref.device, dtype=ref.dtype)
+    block.train(model.training)
+    if _is_channels_last(model):
+        block = block.to(memory_format=torch.channels_last)
+    model.stages[stage].append(block)
+    model.genotype = genotype
+    if optimizer is not None:
+        _add_params(optimizer, model, list(block.parameters()))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def _resolve(model: nn.Module, group: str | ChannelGroup) -> ChannelGroup:
+    return find_group(model, group) if isinstance(group, str) else group
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    weight = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return weight is not None and weight.dim() == 4 and weight.is_contiguous(
+        memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def _edit_genotype(genotype, group: ChannelGroup, keep: torch.Tensor, n_new: int):
+    """The genotype with the group's width changed and the zero-pad routing kept consistent."""
+    g = copy.deepcopy(genotype)
+    width = keep.numel() + n_new
+    kind, s = group.key[0], group.key[1]
+    if kind == "inner":
+        g.stages[s].inner[group.key[2]] = width
+    elif kind == "conv":
+        g.stages[s][group.key[2]] = width
+    else:
+        old_pos = keep.tolist()
+        stage = g.stages[s]
+        # Output side of this stage's own shortcut: position j now holds old channel keep[j].
+        src = stage.shortcut_src
+        stage.shortcut_src = _strip([src[k] if k < len(src) else -1 for k in old_pos])
+        stage.width = width
+        if s + 1 < len(g.stages):
+            # Input side of the next stage's shortcut: old channel c now sits at keep.index(c);
+            # pruned channels route zeros, new channels are not routed at all.
+            where = {c: j for j, c in enumerate(old_pos)}
+            nxt = g.stages[s + 1]
+            nxt.shortcut_src = _strip([where.get(c, -1) if c >= 0 else -1 for c in nxt.shortcut_src])
+    return g
+
+
+def _strip(src: list[int]) -> list[int]:
+    while src and src[-1] < 0:
+        src.pop()
+    return src
+
+
+def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: int,
+            optimizer: torch.optim.Optimizer | None) -> nn.Module:
+    new_genotype = _edit_genotype(model.genotype, group, keep, n_new)
+    fresh = build_model(new_genotype)
+    ref = next(model.parameters())
+    keep = keep.to(ref.device)
+    channels_last = _is_channels_last(model)
+    modules = dict(model.named_modules())
+    # (module name, dim) pairs along which the group's channels run
+    edits = [(name, 0) for name in group.producers + group.norms]
+    edits += [(name, 1) for name in group.consumers if isinstance(modules[name], (nn.Conv2d, nn.Linear))]
+    state_of = optimizer.state if optimizer is not None else {}
+    for name, dim in edits:
+        old_mod, new_mod = modules[name], fresh.get_submodule(name)
+        for attr, new_tensor in list(new_mod.named_parameters(recurse=False)) + list(
+                new_mod.named_buffers(recurse=False)):
+            old = getattr(old_mod, attr)
+            if old.dim() == 0 or (dim == 1 and old.dim() == 1):
+                continue  # num_batches_tracked; a consumer's bias does not see input channels
+            # Producers: new filters keep the fresh module's init (incoming weights, BN defaults).
+            # Consumers: the columns reading new channels are zero, so the output is unchanged.
+            fill = None if dim == 0 else 0.0
+            new_data = _take(old.detach(), dim if old.dim() > 1 else 0, keep, n_new, fill,
+                             new_tensor.detach().to(old))
+            if channels_last and new_data.dim() == 4:
+                new_data = new_data.contiguous(memory_format=torch.channels_last)
+            if isinstance(old, nn.Parameter):
+                if old in state_of:
+                    _resize_state(state_of[old], tuple(old.shape), dim, keep, n_new)
+                old.data, old.grad = new_data, None
+            else:
+                setattr(old_mod, attr, new_data)
+        _copy_shape_attrs(old_mod, new_mod)
+    # Parameter-free shortcuts hold their channel routing as a derived buffer: take the new ones.
+    for name, module in modules.items():
+        if isinstance(module, ZeroPadShortcut):
+            model.set_submodule(name, fresh.get_submodule(name).to(ref.device))
+    model.genotype = new_genotype
+    _check_shapes(model, fresh)
+    return model
+
+
+def _take(old: torch.Tensor, dim: int, keep: torch.Tensor, n_new: int, fill: float | None,
+          fresh: torch.Tensor | None = None) -> torch.Tensor:
+    """``old`` indexed by ``keep`` along ``dim``, then ``n_new`` slices of ``fill`` (or of ``fresh``)."""
+    kept = old.index_select(dim, keep)
+    if n_new == 0:
+        return kept
+    if fill is None:
+        tail = fresh.narrow(dim, keep.numel(), n_new).to(kept.dtype)
+    else:
+        shape = list(kept.shape)
+        shape[dim] = n_new
+        tail = kept.new_full(shape, fill)
+    return torch.cat([kept, tail], dim)
+
+
+def _resize_state(state: dict, old_shape: tuple[int, ...], dim: int, keep: torch.Tensor,
+                  n_new: int) -> None:
+    for key, value in state.items():
+        if not torch.is_tensor(value) or value.dim() == 0:
+            continue
+        fill = -1 if key == "entry_step" else 0
+        if tuple(value.shape) == old_shape:
+            state[key] = _take(value, dim, keep.to(value.device), n_new, fill)
+        elif dim == 0 and value.dim() == 1 and value.shape[0] == old_shape[0]:
+            state[key] = _take(value, 0, keep.to(value.device), n_new, fill)
+
+
+def _copy_shape_attrs(old: nn.Module, new: nn.Module) -> None:
+    for attr in ("in_channels", "out_channels", "num_features", "in_features", "out_features"):
+        if hasattr(new, attr):
+            setattr(old, attr, getattr(new, attr))
+
+
+def _check_shapes(model: nn.Module, fresh: nn.Module) -> None:
+    """The edited model must have exactly the shapes its genotype builds (catches a missed edit)."""
+    expected = {k: v.shape for k, v in fresh.state_dict().items()}
+    actual = {k: v.shape for k, v in model.state_dict().items()}
+    if expected != actual:
+        diff = [k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k)]
+        raise RuntimeError(f"resize left inconsistent tensors: {sorted(diff)[:5]}")
+
+
+def _add_params(optimizer: torch.optim.Optimizer, model: nn.Module, params: list[nn.Parameter]) -> None:
+    """Register new parameters with the optimizer, in the param group their kind belongs to."""
+    penalty_of = {}
+    if any("penalty" in g for g in optimizer.param_groups):
+        from .dessilbi import dessilbi_param_groups
+
+        for spec in dessilbi_param_groups(model):
+            for p in spec["params"]:
+                penalty_of[p] = spec.get("penalty")
+    for p in params:
+        penalty = penalty_of.get(p)
+        target = next((g for g in optimizer.param_groups if g.get("penalty") == penalty), None)
+        if target is None:
+            optimizer.add_param_group({"params": [p], "penalty": penalty})
+        else:
+            target["params"].append(p)

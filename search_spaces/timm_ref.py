@@ -1,0 +1,38 @@
+"""timm backbones as fixed references, adapted to small (CIFAR-sized) inputs.
+
+``timm:<name>`` builds ``timm.create_model(name)`` with the right ``num_classes``/``in_chans`` and
+replaces the stem's first convolution by a 3x3 stride-1 one and its max-pool by the identity, the
+usual adaptation for 32x32 images. timm is imported only when such a model is asked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from torch import nn
+
+from .genotype import TimmGenotype
+
+
+def check_timm_name(name: str) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+        raise KeyError(f"unknown timm model {name!r}{hint}")
+
+
+def build_timm(genotype: TimmGenotype) -> nn.Module:
+    import timm
+
+    check_timm_name(genotype.name)
+    model = timm.create_model(genotype.name, pretrained=False, num_classes=genotype.num_classes,
+                              in_chans=genotype.in_chans)
+    name, first = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    model.set_submodule(name, nn.Conv2d(first.in_channels, first.out_channels, 3, 1, 1,
+                                        bias=first.bias is not None))
+    if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):
+        model.maxpool = nn.Identity()
+    model.genotype = genotype
+    return model
