@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from search_spaces import Genotype
 
 TRAIN_FLOPS_PER_FORWARD_FLOP = 3
 
@@ -62,37 +66,29 @@ class ModelCost:
 _COST_CACHE: dict[tuple[str, tuple[int, ...]], ModelCost] = {}
 
 
-def measure_cost(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelCost:
-    """Params and forward FLOPs per sample, measured once per (genotype, input shape) and cached.
+def measure_cost(model: nn.Module | Genotype, input_shape: tuple[int, int, int]) -> ModelCost:
+    """Params and forward FLOPs per sample, measured once per (architecture, input shape) and cached.
 
-    ``input_shape`` is ``(C, H, W)``. Counted on a CPU copy in eval mode so that the model's own
+    Accepts a model or a genotype (to price a candidate architecture before building it).
+    ``input_shape`` is ``(C, H, W)``. Counted on a fresh CPU build in eval mode, so the model's own
     device, mode and BatchNorm statistics are untouched.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from search_spaces import genotype_json
+    from search_spaces import build_model, genotype_json
 
-    genotype = getattr(model, "genotype", None)
+    genotype = model if not isinstance(model, nn.Module) else getattr(model, "genotype", None)
     key = (genotype_json(genotype), tuple(input_shape)) if genotype is not None else None
-    if key is not None and key in _COST_CACHE:
+    if key in _COST_CACHE:
         return _COST_CACHE[key]
-    params = sum(p.numel() for p in model.parameters())
-    probe = _cpu_copy(model)
+    probe = build_model(genotype) if genotype is not None else model
+    probe = probe.eval().float().cpu()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         probe(torch.zeros(1, *input_shape))
-    cost = ModelCost(params, int(counter.get_total_flops()))
+    cost = ModelCost(sum(p.numel() for p in probe.parameters()), int(counter.get_total_flops()))
     if key is not None:
         _COST_CACHE[key] = cost
     return cost
-
-
-def _cpu_copy(model: nn.Module) -> nn.Module:
-    from search_spaces import build_model
-
-    genotype = getattr(model, "genotype", None)
-    # Building from the genotype is cheaper than deep-copying weights we don't need.
-    probe = build_model(genotype) if genotype is not None else model
-    return probe.eval().float().cpu()
 
 
 @dataclass

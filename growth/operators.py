@@ -60,25 +60,16 @@ def prune(model: nn.Module, group: str | ChannelGroup, keep: torch.Tensor | list
 
 def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
     """Append an identity-initialised block (ResNet) or conv layer (VGG) to ``stage`` (0-based)."""
-    genotype = copy.deepcopy(model.genotype)
-    if not 0 <= stage < len(genotype.stages):
-        raise ValueError(f"stage {stage} out of range (model has {len(genotype.stages)} stages)")
-    if isinstance(genotype, ResNetGenotype):
-        st = genotype.stages[stage]
-        st.inner.append(st.inner[-1])  # the new block inherits the stage's latest inner width
-        fresh = build_model(genotype)
-        block = fresh.stages[stage][-1]
-        nn.init.zeros_(block.bn2.weight)  # residual branch outputs 0: the block is the identity
-    elif isinstance(genotype, VGGGenotype):
-        genotype.stages[stage].append(genotype.stages[stage][-1])
-        fresh = build_model(genotype)
-        block = fresh.stages[stage][-1]
-        with torch.no_grad():
+    genotype = deepened_genotype(model.genotype, stage)
+    fresh = build_model(genotype)
+    block = fresh.stages[stage][-1]
+    with torch.no_grad():
+        if isinstance(genotype, ResNetGenotype):
+            block.bn2.weight.zero_()  # residual branch outputs 0: the block is the identity
+        else:
             nn.init.dirac_(block.conv.weight)
             # running_var = 1 - eps makes the eval-mode normalisation exactly x / 1.
             block.bn.running_var.fill_(1.0 - block.bn.eps)
-    else:
-        raise ValueError(f"cannot deepen a {genotype.family!r} model")
     ref = next(model.parameters())
     block = block.to(device=ref.device, dtype=ref.dtype)
     block.train(model.training)
@@ -89,6 +80,25 @@ def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None
     if optimizer is not None:
         _add_params(optimizer, model, list(block.parameters()))
     return model
+
+
+def deepened_genotype(genotype, stage: int):
+    """The genotype with one block (ResNet) or conv (VGG) appended to ``stage``, same width as its last."""
+    if not isinstance(genotype, (ResNetGenotype, VGGGenotype)):
+        raise ValueError(f"cannot deepen a {genotype.family!r} model")
+    if not 0 <= stage < len(genotype.stages):
+        raise ValueError(f"stage {stage} out of range (model has {len(genotype.stages)} stages)")
+    g = copy.deepcopy(genotype)
+    if isinstance(g, ResNetGenotype):
+        g.stages[stage].inner.append(g.stages[stage].inner[-1])  # inherits the latest inner width
+    else:
+        g.stages[stage].append(g.stages[stage][-1])
+    return g
+
+
+def stage_depth(genotype, stage: int) -> int:
+    st = genotype.stages[stage]
+    return st.depth if isinstance(genotype, ResNetGenotype) else len(st)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -104,7 +114,7 @@ def _is_channels_last(model: nn.Module) -> bool:
         memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
-def _edit_genotype(genotype, group: ChannelGroup, keep: torch.Tensor, n_new: int):
+def resized_genotype(genotype, group: ChannelGroup, keep: torch.Tensor, n_new: int):
     """The genotype with the group's width changed and the zero-pad routing kept consistent."""
     g = copy.deepcopy(genotype)
     width = keep.numel() + n_new
@@ -137,7 +147,7 @@ def _strip(src: list[int]) -> list[int]:
 
 def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: int,
             optimizer: torch.optim.Optimizer | None) -> nn.Module:
-    new_genotype = _edit_genotype(model.genotype, group, keep, n_new)
+    new_genotype = resized_genotype(model.genotype, group, keep, n_new)
     fresh = build_model(new_genotype)
     ref = next(model.parameters())
     keep = keep.to(ref.device)

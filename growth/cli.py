@@ -1,0 +1,253 @@
+"""The ``grow`` command line.
+
+    grow --seed resnet20-thin --budget 2e17 --data cifar10    grow a network (DessiLBI saturation)
+    grow train --seed resnet20 --budget 1e14 --data DIR       train a fixed architecture
+    grow seeds                                                list seeds with params and MACs
+    grow graph --seed resnet20-thin                           print the coupled channel groups
+
+Every bad input ends with one line on stderr and exit code 2. torch is imported only after the
+arguments are parsed, so ``grow --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+COMMANDS = ("train", "seeds", "graph")
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the whole usage block first
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _budget(text: str) -> float:
+    from .compute import parse_budget
+
+    try:
+        return parse_budget(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_run_args(p: argparse.ArgumentParser, default_seed: str) -> None:
+    p.add_argument("--seed", default=default_seed, help=f"seed architecture (default {default_seed}; see `grow seeds`)")
+    p.add_argument("--budget", type=_budget, help="training FLOPs: 2e17, 2.5e16, 500T, 1P (required unless --resume)")
+    p.add_argument("--data", default="sample",
+                   help="sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an ImageFolder directory")
+    p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    p.add_argument("--subset", type=_positive_int, help="use only this many training images")
+    p.add_argument("--val-size", type=_positive_int, help="validation images carved from train")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--warmup", type=float, default=0.05, help="share of the budget spent warming up")
+    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
+    p.add_argument("--eval-every", type=float, help="evaluate every this share of the budget")
+    p.add_argument("--seed-value", type=int, help="random seed; makes a CPU run deterministic")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _add_growth_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("growth rule (see growth/controller.py)")
+    g.add_argument("--tau", type=float, default=0.8, help="saturation ratio |supp Γ|/width that triggers growth")
+    g.add_argument("--grow-min", type=_positive_int, default=4, help="k: add at least this many channels")
+    g.add_argument("--grow-frac", type=float, default=0.25, help="g: or this share of the width")
+    g.add_argument("--check-every", type=float, default=0.05, help="check saturation every this share of the budget")
+    g.add_argument("--final-phase", type=float, default=0.25, help="last share of the budget: no growth, lr decays")
+    g.add_argument("--min-final-epochs", type=float, default=1.0,
+                   help="grow only while the final phase still buys this many epochs of the grown net")
+    g.add_argument("--max-width-mult", type=float, default=8.0, help="width cap per group, x its seed width")
+    g.add_argument("--max-blocks", type=_positive_int, default=9, help="depth cap per stage")
+    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=True, help="add blocks")
+    g.add_argument("--nu", default="auto", help="DessiLBI ν, or auto (calibrated to the check interval)")
+    g.add_argument("--kappa", type=float, default=1.0, help="DessiLBI κ")
+    g.add_argument("--lam", type=float, default=1.0, help="DessiLBI λ")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    grow = _Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
+                   "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
+                   + ", ".join(COMMANDS) + " (grow SUBCOMMAND --help).")
+    _add_run_args(grow, "resnet20-thin")
+    _add_growth_args(grow)
+    subs = {}
+    train = subs["train"] = _Parser(prog="grow train", description="Train a fixed architecture with SGD "
+                                    "until the training-FLOP budget is spent.")
+    _add_run_args(train, "resnet20")
+    subs["seeds"] = _Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
+    subs["seeds"].add_argument("--input-size", type=_positive_int, default=32)
+    graph = subs["graph"] = _Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
+    graph.add_argument("--seed", required=True)
+    return grow, subs
+
+
+def _train_config(args: argparse.Namespace, cls, **extra):
+    overrides = {
+        "seed": args.seed, "data": args.data, "budget_flops": args.budget, "subset": args.subset,
+        "val_size": args.val_size, "batch_size": args.batch_size, "momentum": args.momentum,
+        "nesterov": args.nesterov, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "warmup_frac": args.warmup, "schedule": args.schedule,
+        "seed_value": args.seed_value, "device": args.device, "precision": args.precision,
+        "channels_last": args.channels_last,
+    }
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    if getattr(args, "eval_every", None) is not None and cls.__name__ == "TrainConfig":
+        overrides["eval_every_frac"] = args.eval_every
+    return cls(**overrides, **extra)
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    if args.resume is None and args.budget is None:
+        raise UsageError("--budget is required (e.g. --budget 2e13), unless you --resume a run")
+    if args.resume is not None and args.out is not None:
+        raise UsageError("give either --out (new run) or --resume DIR (existing run), not both")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .display import make_display
+    from .trainer import TrainConfig, build_trainer, prepare
+
+    _check_run_args(args)
+    config, store, resuming = prepare(_train_config(args, TrainConfig), args.out, args.resume, kind="train")
+    display = make_display(args.quiet)
+    try:
+        summary = build_trainer(config, store, resuming, display=display).fit()
+    finally:
+        if display is not None:
+            display.close()
+    _print_summary(summary, store.path)
+    return 0
+
+
+def cmd_grow(args: argparse.Namespace) -> int:
+    from .controller import GrowConfig, grow
+    from .display import make_display
+    from .trainer import prepare
+
+    _check_run_args(args)
+    try:
+        nu = args.nu if args.nu == "auto" else float(args.nu)
+    except ValueError:
+        raise UsageError(f"--nu must be a number or auto, got {args.nu!r}") from None
+    if args.eval_every is not None:
+        raise UsageError("growth runs evaluate at every check: use --check-every")
+    config = _train_config(
+        args, GrowConfig, tau=args.tau, grow_min=args.grow_min, grow_frac=args.grow_frac,
+        check_every_frac=args.check_every, final_frac=args.final_phase,
+        min_final_epochs=args.min_final_epochs, max_width_mult=args.max_width_mult,
+        max_blocks=args.max_blocks, deepen=args.deepen, nu=nu, kappa=args.kappa, lam=args.lam)
+    config, store, resuming = prepare(config, args.out, args.resume, kind="grow")
+    display = make_display(args.quiet)
+    try:
+        summary = grow(config, store, resuming, display=display)
+    finally:
+        if display is not None:
+            display.close()
+    _print_summary(summary, store.path)
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    import search_spaces
+
+    from .compute import measure_cost
+
+    rows = []
+    for name in search_spaces.list_seeds():
+        model = search_spaces.create_model(name)
+        cost = measure_cost(model, (3, args.input_size, args.input_size))
+        rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M",
+                     str(model.genotype.compact())))
+    _print_table(["seed", "params", f"MACs ({args.input_size}x{args.input_size})", "widths"], rows)
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    import search_spaces
+
+    from .graph import groups_of_genotype
+
+    genotype = search_spaces.get_genotype(args.seed)
+    rows = [(g.name, str(g.width), " ".join(g.producers), " ".join(g.consumers))
+            for g in groups_of_genotype(genotype)]
+    _print_table(["group", "width", "producers (out channels)", "consumers (in channels)"], rows)
+    return 0
+
+
+def _print_table(header: list[str], rows: list[tuple]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header, show_lines=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def _print_summary(summary: dict, path) -> None:
+    keys = ["seed", "data", "test_acc", "val_acc", "params", "macs", "train_flops", "budget_flops",
+            "epochs", "train_time_s", "images_per_s", "widths"]
+    rows = [(k, f"{summary[k]:.4f}" if k.endswith("acc") else f"{summary[k]:.4g}"
+             if isinstance(summary[k], float) else str(summary[k])) for k in keys if k in summary]
+    rows.append(("run directory", str(path)))
+    _print_table(["summary", ""], rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        grow, subs = build_parser()
+        if argv and argv[0] in subs:
+            name, args = argv[0], subs[argv[0]].parse_args(argv[1:])
+        else:
+            name, args = "grow", grow.parse_args(argv)
+        handler = {"grow": cmd_grow, "train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph}[name]
+        return handler(args)
+    except UsageError as err:
+        print(f"grow: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("grow: interrupted; continue with --resume RUN_DIR", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - bad input raised deep inside becomes one line
+        from search_spaces import UnknownSeedError
+
+        from .data import DataError
+        from .runstore import RunError
+        from .trainer import ConfigError
+
+        if isinstance(err, (DataError, RunError, UnknownSeedError, ConfigError)):
+            print(f"grow: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,458 @@
+"""DessiLBI: Deep structure splitting Linearized Bregman Iteration as a PyTorch optimizer.
+
+Each penalised weight ``W`` gets a sparse companion ``Γ`` (``gamma``) coupled through
+``‖W − Γ‖² / (2ν)``. ``Γ`` follows an inverse-scale-space path: filters (``"group"``) or
+entries (``"lasso"``) enter its support from the strongest to the weakest, which is what
+the growth engine reads to decide which layers are saturated.
+
+One step (α lr, κ kappa, ν nu, λ lam, β momentum, wd weight decay), as in
+``shared/ALGORITHMS.md`` §1::
+
+    d = ∇L(W) + wd·W
+    m ← β m + d                     (first step: m = d; nesterov: m_eff = d + β m)
+    penalised:  W ← W − ακ (m_eff + (W − Γ)/ν)
+                V ← V + (α/ν)(W_old − Γ_old)
+                Γ ← κ · prox_λ(V)
+    unpenalised: W ← W − ακ m_eff
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(10))
+    >>> _ = model(torch.randn(2, 3, 8, 8))
+    >>> opt = DessiLBI(dessilbi_param_groups(model), lr=0.1)
+    >>> model(torch.randn(2, 3, 8, 8)).sum().backward()
+    >>> opt.step()
+    >>> opt.support(model[0].weight).shape
+    torch.Size([8])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DessiLBI", "dessilbi_param_groups", "PENALTIES"]
+
+#: Valid values of the ``"penalty"`` param-group key.
+PENALTIES: tuple[str | None, ...] = ("group", "lasso", None)
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class DessiLBI(torch.optim.Optimizer):
+    """DessiLBI optimizer with group-lasso (per output filter) or lasso sparse companions.
+
+    Args:
+        params: parameters or param-group dicts. Group keys: every hyperparameter below
+            plus ``"penalty"`` in ``{"group", "lasso", None}``.
+        lr: learning rate α (required).
+        kappa: κ; scales Γ and also every parameter's step (as in the reference code).
+        nu: ν, coupling strength 1/ν between W and Γ.
+        lam: λ, shrinkage threshold of the prox.
+        momentum: β, heavy-ball momentum applied to the loss gradient only.
+        weight_decay: wd, added to the gradient before momentum.
+        nesterov: use ``d + β m`` as the update direction (as ``torch.optim.SGD`` does).
+        penalty: default penalty for groups that do not name one.
+
+    State per parameter: ``"momentum_buffer"`` (shape of p), ``"step"`` (0-dim int64 CPU
+    tensor holding the *global* step count at this parameter's last update) and, for
+    penalised parameters, ``"V"``, ``"gamma"`` (shape of p) and ``"entry_step"`` (int64,
+    shape ``[p.shape[0]]`` for group, shape of p for lasso; -1 = never entered supp(Γ)).
+    Code that widens or prunes a layer may resize these tensors in place of the old ones
+    (new entries 0, new ``entry_step`` entries -1); :meth:`step` uses whatever shapes it finds.
+
+    Parameters whose ``grad`` is None are skipped (their Γ does not move either), as in SGD.
+
+    Example:
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.randn(4, 3))
+        >>> opt = DessiLBI([w], lr=0.1, penalty="group", lam=0.01, nu=1.0)
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()
+        ...     opt.step()
+        >>> opt.support(w).shape, opt.entry_steps(w).dtype
+        (torch.Size([4]), torch.int64)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        kappa: float = 1.0,
+        nu: float = 100.0,
+        lam: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        penalty: str | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            kappa=kappa,
+            nu=nu,
+            lam=lam,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            penalty=penalty,
+        )
+        # Global step count; mirrored into state[p]["step"] so state_dict() carries it.
+        self._global_step = 0
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------ set-up
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group after validating its hyperparameters and penalty."""
+        super().add_param_group(param_group)
+        g = self.param_groups[-1]
+        _validate_group(g)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load state; restores the global step and the int64 dtype of ``entry_step``.
+
+        ``torch.optim.Optimizer.load_state_dict`` casts every non-"step" tensor to the
+        parameter's dtype (which would turn ``entry_step`` into floats) and may alias the
+        tensors of ``state_dict``; both are undone here.
+        """
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            _validate_group(group)
+        step = 0
+        for st in self.state.values():
+            for k, v in list(st.items()):
+                if isinstance(v, Tensor):
+                    # Clone so the loaded optimizer never shares buffers with the source dict.
+                    st[k] = v.clone()
+            if "entry_step" in st:
+                e = st["entry_step"]
+                st["entry_step"] = (e.round() if e.is_floating_point() else e).to(torch.int64)
+            if "step" in st:
+                s = st["step"]
+                st["step"] = torch.as_tensor(int(s), dtype=torch.int64)
+                step = max(step, int(s))
+        self._global_step = step
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Optimizer pickles only defaults/state/param_groups; keep the step counter too.
+        d = super().__getstate__()
+        d["_global_step"] = self._global_step
+        return d
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_global_step" not in self.__dict__:
+            self._global_step = max(
+                (int(st["step"]) for st in self.state.values() if "step" in st), default=0
+            )
+
+    @property
+    def step_count(self) -> int:
+        """Number of :meth:`step` calls so far (survives ``state_dict`` round-trips)."""
+        return self._global_step
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one DessiLBI step; ``closure`` re-evaluates the loss (optional)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        self._global_step += 1
+        t = self._global_step
+        step_tensor = torch.tensor(t, dtype=torch.int64)
+
+        for group in self.param_groups:
+            penalty = group["penalty"]
+            lr, kappa, nu = group["lr"], group["kappa"], group["nu"]
+            lam, beta, wd = group["lam"], group["momentum"], group["weight_decay"]
+
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            states: list[dict[str, Any]] = []
+            is_fresh: list[bool] = []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("DessiLBI does not support sparse gradients")
+                st = self.state[p]
+                fresh_p = "momentum_buffer" not in st
+                if fresh_p:
+                    _init_state(st, p, penalty)
+                else:
+                    _check_state(st, p, penalty)
+                st["step"] = step_tensor
+                params.append(p)
+                grads.append(p.grad)
+                states.append(st)
+                is_fresh.append(fresh_p or beta == 0)
+            if not params:
+                continue
+
+            # d = grad + wd·W (new tensors: never modify .grad in place)
+            d = torch._foreach_add(grads, params, alpha=wd) if wd != 0 else grads
+
+            # Heavy-ball momentum on the loss gradient; the first step seeds m = d.
+            bufs = [st["momentum_buffer"] for st in states]
+            fresh = [b for b, f in zip(bufs, is_fresh) if f]
+            old = [b for b, f in zip(bufs, is_fresh) if not f]
+            fresh_d = [x for x, f in zip(d, is_fresh) if f]
+            old_d = [x for x, f in zip(d, is_fresh) if not f]
+            if fresh:
+                torch._foreach_copy_(fresh, fresh_d)
+            if old:
+                torch._foreach_mul_(old, beta)
+                torch._foreach_add_(old, old_d)
+            m_eff = torch._foreach_add(d, bufs, alpha=beta) if group["nesterov"] else bufs
+
+            if penalty is None:
+                torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+                continue
+
+            Vs = [st["V"] for st in states]
+            gammas = [st["gamma"] for st in states]
+            # Coupling uses W and Γ from before this step for both the W and V updates.
+            diff = torch._foreach_sub(params, gammas)
+            torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+            torch._foreach_add_(params, diff, alpha=-lr * kappa / nu)
+            torch._foreach_add_(Vs, diff, alpha=lr / nu)
+            del diff
+
+            if penalty == "lasso":
+                # κ·sign(V)·max(|V|−λ, 0) == κ·(V − clamp(V, −λ, λ)): no sign/abs temporaries.
+                torch._foreach_copy_(gammas, Vs)
+                torch._foreach_clamp_min_(gammas, -lam)
+                torch._foreach_clamp_max_(gammas, lam)
+                torch._foreach_sub_(gammas, Vs)
+                torch._foreach_mul_(gammas, -kappa)
+                for st, gm in zip(states, gammas):
+                    entry = st["entry_step"]
+                    entry.masked_fill_(gm.ne(0).logical_and_(entry.lt(0)), t)
+            else:  # "group": one group per index of dim 0
+                for st, V, gm in zip(states, Vs, gammas):
+                    n = V.shape[0]
+                    norms = torch.linalg.vector_norm(V.reshape(n, -1), dim=1)
+                    # (‖V‖−λ)₊/‖V‖ == max(0, 1−λ/‖V‖), guarded so 0/0 never yields NaN.
+                    scale = (norms - lam).clamp_min_(0).div_(norms.clamp_min(_tiny(norms)))
+                    scale.mul_(kappa)
+                    torch.mul(V, scale.view((n,) + (1,) * (V.dim() - 1)), out=gm)
+                    entry = st["entry_step"]
+                    entry.masked_fill_(scale.ne(0).logical_and_(entry.lt(0)), t)
+        return loss
+
+    # ------------------------------------------------------------------ queries
+    def _group_of(self, p: Tensor) -> dict[str, Any]:
+        for g in self.param_groups:
+            for q in g["params"]:
+                if q is p:
+                    return g
+        raise ValueError("parameter is not managed by this optimizer")
+
+    def _penalised(self, p: Tensor) -> str:
+        pen = self._group_of(p)["penalty"]
+        if pen is None:
+            raise ValueError("parameter has penalty None: it carries no Γ, so no support/path")
+        return pen
+
+    def gamma(self, p: Tensor) -> Tensor:
+        """Γ for ``p``; zeros when p's penalty is None or it has not been stepped yet.
+
+        Returns the live state tensor when it exists (do not modify it).
+        """
+        self._group_of(p)
+        st = self.state.get(p, {})
+        if "gamma" in st:
+            return st["gamma"]
+        return torch.zeros_like(p)
+
+    def support(self, p: Tensor) -> Tensor:
+        """Bool mask of supp(Γ): shape ``[p.shape[0]]`` (group) or ``p.shape`` (lasso).
+
+        Raises ``ValueError`` for penalty-None parameters (they have no Γ).
+        """
+        pen = self._penalised(p)
+        g = self.gamma(p)
+        if pen == "group":
+            return g.reshape(g.shape[0], -1).ne(0).any(dim=1)
+        return g.ne(0)
+
+    def entry_steps(self, p: Tensor) -> Tensor:
+        """Int64 step at which each group/entry first entered supp(Γ); -1 if never.
+
+        Same shape as :meth:`support`. Raises ``ValueError`` for penalty None.
+        """
+        pen = self._penalised(p)
+        st = self.state.get(p, {})
+        if "entry_step" in st:
+            return st["entry_step"]
+        shape = (p.shape[0],) if pen == "group" else p.shape
+        return torch.full(shape, -1, dtype=torch.int64, device=p.device)
+
+    def saturation(self, p: Tensor) -> float:
+        """|supp Γ| / number of groups (group) or entries (lasso). ValueError for None."""
+        s = self.support(p)
+        return float(s.float().mean().item()) if s.numel() else 0.0
+
+    def penalised_params(self) -> Iterator[Tensor]:
+        """Yield every parameter whose group has a ``"group"`` or ``"lasso"`` penalty."""
+        for g in self.param_groups:
+            if g["penalty"] is not None:
+                yield from g["params"]
+
+    @contextlib.contextmanager
+    def sparse_weights(self) -> Iterator[None]:
+        """Temporarily set W ← W ⊙ 1[Γ ≠ 0] for every penalised parameter ("the sparse model").
+
+        The group mask is broadcast over the whole filter. W is restored bit-exactly on
+        exit, also when the body raises.
+
+        Example:
+            >>> import torch
+            >>> w = torch.nn.Parameter(torch.ones(2, 2))
+            >>> opt = DessiLBI([w], lr=0.1, penalty="lasso")
+            >>> with opt.sparse_weights():
+            ...     float(w.detach().sum())  # no step yet: Γ = 0, everything masked
+            0.0
+            >>> float(w.detach().sum())
+            4.0
+        """
+        saved: list[tuple[Tensor, Tensor]] = []
+        try:
+            with torch.no_grad():
+                for p in self.penalised_params():
+                    keep = self.support(p)
+                    if keep.shape != p.shape:
+                        keep = keep.view((keep.shape[0],) + (1,) * (p.dim() - 1))
+                    saved.append((p, p.detach().clone()))
+                    # masked_fill, not multiply: exact zeros even where W is inf/NaN.
+                    p.masked_fill_(~keep, 0)
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in saved:
+                    p.copy_(w)
+
+
+# ---------------------------------------------------------------------- helpers
+def _tiny(t: Tensor) -> float:
+    return torch.finfo(t.dtype).tiny
+
+
+def _validate_group(g: dict[str, Any]) -> None:
+    if g["penalty"] not in PENALTIES:
+        raise ValueError(f"penalty must be one of {PENALTIES}, got {g['penalty']!r}")
+    if g["lr"] < 0:
+        raise ValueError(f"invalid lr {g['lr']}")
+    if g["kappa"] < 0:
+        raise ValueError(f"invalid kappa {g['kappa']}")
+    if g["nu"] <= 0:
+        raise ValueError(f"invalid nu {g['nu']} (must be > 0)")
+    if g["lam"] < 0:
+        raise ValueError(f"invalid lam {g['lam']}")
+    if not 0 <= g["momentum"] < 1:
+        raise ValueError(f"invalid momentum {g['momentum']}")
+    if g["weight_decay"] < 0:
+        raise ValueError(f"invalid weight_decay {g['weight_decay']}")
+    if g["nesterov"] and g["momentum"] == 0:
+        raise ValueError("nesterov needs momentum > 0")
+    if g["penalty"] == "group":
+        for p in g["params"]:
+            if p.dim() == 0:
+                raise ValueError("penalty 'group' needs parameters with at least one dimension")
+
+
+def _init_state(st: dict[str, Any], p: Tensor, penalty: str | None) -> None:
+    st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    if penalty is not None:
+        st["V"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        st["gamma"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        shape = (p.shape[0],) if penalty == "group" else p.shape
+        st["entry_step"] = torch.full(shape, -1, dtype=torch.int64, device=p.device)
+
+
+def _check_state(st: dict[str, Any], p: Tensor, penalty: str | None) -> None:
+    # A layer resized without its optimizer state would otherwise fail deep inside foreach.
+    keys = ("momentum_buffer",) if penalty is None else ("momentum_buffer", "V", "gamma")
+    for k in keys:
+        if k not in st:
+            if k in ("V", "gamma"):
+                st[k] = torch.zeros_like(p)  # penalty switched on later: start from 0
+                continue
+            raise RuntimeError(f"DessiLBI state of a parameter is missing {k!r}")
+        if st[k].shape != p.shape:
+            raise RuntimeError(
+                f"DessiLBI state {k!r} has shape {tuple(st[k].shape)} but the parameter has "
+                f"{tuple(p.shape)}: resize the optimizer state together with the layer"
+            )
+    if penalty is not None:
+        shape = (p.shape[0],) if penalty == "group" else p.shape
+        e = st.get("entry_step")
+        if e is None or e.shape != shape:
+            if e is None:
+                st["entry_step"] = torch.full(shape, -1, dtype=torch.int64, device=p.device)
+            else:
+                raise RuntimeError(
+                    f"DessiLBI state 'entry_step' has shape {tuple(e.shape)}, expected {tuple(shape)}"
+                )
+
+
+def dessilbi_param_groups(
+    model: nn.Module,
+    *,
+    conv: str | None = "group",
+    hidden_linear: str | None = "lasso",
+    classifier: str | None = None,
+    other: str | None = None,
+    **hyper: Any,
+) -> list[dict[str, Any]]:
+    """Split ``model``'s parameters into DessiLBI param groups by role.
+
+    Roles: weights of ``nn.Conv1d/2d/3d`` -> ``conv``; weights of ``nn.Linear`` layers
+    other than the classifier -> ``hidden_linear``; the classifier (the LAST ``nn.Linear``
+    in registration order) weight -> ``classifier``; everything else (biases, BatchNorm,
+    ``ConvTranspose`` weights, whose dim 0 is the *input* channel, unknown modules) ->
+    ``other``. A parameter shared by several modules gets the role of its first owner.
+    One group per distinct penalty, in order of first appearance, each carrying ``hyper``.
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(),
+        ...                   nn.Linear(4, 8), nn.Linear(8, 2))
+        >>> [(g["penalty"], len(g["params"])) for g in dessilbi_param_groups(m, lr=0.1)]
+        [('group', 1), (None, 6), ('lasso', 1)]
+    """
+    for name, pen in (("conv", conv), ("hidden_linear", hidden_linear),
+                      ("classifier", classifier), ("other", other)):
+        if pen not in PENALTIES:
+            raise ValueError(f"{name} penalty must be one of {PENALTIES}, got {pen!r}")
+    if "params" in hyper or "penalty" in hyper:
+        raise ValueError("pass penalties through conv=/hidden_linear=/classifier=/other=")
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    head = linears[-1] if linears else None
+
+    buckets: dict[str | None, list[Tensor]] = {}
+    seen: set[int] = set()
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if pname == "weight" and isinstance(module, _CONV_TYPES):
+                pen = conv
+            elif pname == "weight" and module is head:
+                pen = classifier
+            elif pname == "weight" and isinstance(module, nn.Linear):
+                pen = hidden_linear
+            else:
+                pen = other
+            buckets.setdefault(pen, []).append(p)
+    return [{"params": ps, "penalty": pen, **hyper} for pen, ps in buckets.items() if ps]

@@ -1,0 +1,105 @@
+"""Progress display: a live rich panel on a terminal, plain log lines otherwise.
+
+The trainer calls ``on_step`` after every step and ``on_eval`` after every evaluation; a growth
+controller may provide ``display_rows()`` (group, width, Γ ratio) which is shown as a table.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def _eta(trainer: Any) -> str:
+    flops_per_s = trainer.cost.train_flops_per_sample * max(trainer.images_per_s, 1e-9)
+    seconds = trainer.ledger.remaining_flops / flops_per_s
+    return time.strftime("%H:%M:%S", time.gmtime(min(seconds, 359999)))
+
+
+class PlainDisplay:
+    """One line per evaluation, for logs and pipes."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def on_step(self, trainer: Any, loss: float, acc: float) -> None:
+        self.loss, self.acc = loss, acc
+
+    def on_eval(self, trainer: Any, record: dict) -> None:
+        ledger = trainer.ledger
+        line = (f"step {record['step']:>6}  flops {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)} "
+                f"({100 * ledger.fraction_spent:5.1f}%)  loss {getattr(self, 'loss', float('nan')):.3f}  "
+                f"val_acc {record['val_acc']:.4f}  macs {_si(record['macs'])}  "
+                f"{record['images_per_s']:.0f} img/s  eta {_eta(trainer)}")
+        rows = getattr(trainer.controller, "display_rows", lambda: [])()
+        if rows:
+            line += "  widths " + " ".join(f"{r['group']}={r['width']}({r['ratio']:.2f})" for r in rows
+                                           if r["kind"] == "stage")
+        print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichDisplay:
+    """A live panel: progress bar with loss, accuracy, FLOPs, images/s, ETA, and the group table."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console()
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.live.start()
+        self.loss = self.acc = float("nan")
+        self.val_acc = float("nan")
+        self._last = 0.0
+
+    def on_step(self, trainer: Any, loss: float, acc: float) -> None:
+        self.loss, self.acc = loss, acc
+        now = time.monotonic()
+        if now - self._last > 0.25:
+            self._last = now
+            self.live.update(self._render(trainer))
+
+    def on_eval(self, trainer: Any, record: dict) -> None:
+        self.val_acc = record["val_acc"]
+        self.live.update(self._render(trainer))
+
+    def _render(self, trainer: Any):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        ledger = trainer.ledger
+        head = Text(f"{trainer.config.seed}  step {trainer.state.step}  "
+                    f"loss {self.loss:.3f}  acc {self.acc:.3f}  val {self.val_acc:.4f}  "
+                    f"FLOPs {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)}  "
+                    f"{trainer.images_per_s:.0f} img/s  ETA {_eta(trainer)}")
+        parts = [head, ProgressBar(total=1.0, completed=ledger.fraction_spent, width=60)]
+        rows = getattr(trainer.controller, "display_rows", lambda: [])()
+        if rows:
+            table = Table("group", "width", "Γ ratio", box=None, padding=(0, 1))
+            for r in rows:
+                table.add_row(r["group"], str(r["width"]), f"{r['ratio']:.2f}")
+            parts.append(table)
+        return Group(*parts)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def make_display(quiet: bool = False):
+    """Rich on a terminal, plain lines when stdout is not one, nothing when ``quiet``."""
+    if quiet:
+        return None
+    return RichDisplay() if sys.stdout.isatty() else PlainDisplay()

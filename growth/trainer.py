@@ -1,0 +1,441 @@
+"""The budgeted training loop: train until the training-FLOP budget is spent, exactly.
+
+All settings live in :class:`TrainConfig`. The learning rate is a function of the fraction of the
+budget spent (linear warm-up, then cosine or linear decay to zero), so the schedule ends when the
+budget does, however the architecture's cost changes along the way. The last step's batch is cut to
+what the budget still affords, so the ledger ends within one sample's cost of the budget.
+
+The data sit on the training device as uint8 tensors; each batch is gathered, augmented (random crop
+with padding, horizontal flip) and normalised there. Every random stream (init, data order,
+augmentation, growth) is seeded and checkpointed, so a resumed run ends identical to an
+uninterrupted one.
+
+Example:
+    >>> cfg = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=2e11, subset=512)
+    >>> summary = train(cfg, out="/tmp/doc-run", display=None)    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .compute import Ledger, ModelCost, measure_cost
+from .data import Dataset, augment, load_dataset, normalize
+from .runstore import CHECKPOINT, RunError, RunStore
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work; the message is one line."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Saved to ``config.json`` and reloaded by ``--resume``."""
+
+    seed: str = "resnet20-thin"          # registered seed name or timm:<name>
+    data: str = "sample"
+    budget_flops: float = 2e13           # training FLOPs (3 x forward FLOPs x samples)
+    subset: int | None = None            # keep only this many training images
+    val_size: int | None = None          # default: 5,000 for CIFAR-sized train sets, else 10%
+    batch_size: int = 128
+    optimizer: str = "sgd"               # "sgd" or "dessilbi"
+    lr: float = 0.1                      # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_frac: float = 0.05            # share of the budget spent warming up
+    schedule: str = "cosine"             # decay: "cosine", "linear" or "constant"
+    decay_start_frac: float = 0.0        # lr stays at its peak until this share, then decays to 0
+    eval_every_frac: float = 0.1         # evaluate on the validation split every this share
+    checkpoint_every_s: float = 120.0    # also checkpoint at least this often (wall time)
+    seed_value: int | None = None        # None: drawn at start and recorded
+    device: str = "auto"                 # "auto", "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"              # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16", "fp32"
+    channels_last: bool = True
+    # DessiLBI (optimizer="dessilbi"); see growth.dessilbi
+    kappa: float = 1.0
+    nu: float | str = 100.0
+    lam: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (one line) for settings that cannot work."""
+        if not (self.budget_flops > 0 and math.isfinite(self.budget_flops)):
+            raise ConfigError(f"budget must be a positive number of FLOPs, got {self.budget_flops}")
+        if self.batch_size < 2:
+            raise ConfigError("batch size must be at least 2 (BatchNorm needs two samples)")
+        if self.lr <= 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ConfigError(f"unknown schedule {self.schedule!r} (cosine, linear or constant)")
+        if self.optimizer not in ("sgd", "dessilbi"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r} (sgd or dessilbi)")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"unknown precision {self.precision!r} (auto, bf16 or fp32)")
+        if not 0 < self.eval_every_frac <= 1:
+            raise ConfigError("--eval-every must be a share of the budget in (0, 1]")
+        if not 0 <= self.warmup_frac < 1:
+            raise ConfigError("--warmup must be a share of the budget in [0, 1)")
+
+
+def lr_at(config: TrainConfig, fraction: float) -> float:
+    """Learning rate after ``fraction`` of the budget: warm-up, then decay to 0 at 1.0."""
+    if fraction < config.warmup_frac:
+        return config.lr * (fraction + 1e-3) / config.warmup_frac
+    if config.schedule == "constant":
+        return config.lr
+    start = max(config.warmup_frac, config.decay_start_frac)
+    progress = (fraction - start) / max(1e-12, 1 - start)
+    progress = min(1.0, max(0.0, progress))
+    if config.schedule == "linear":
+        return config.lr * (1 - progress)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+class Controller(Protocol):
+    """What a growth controller plugs into the loop (see :mod:`growth.controller`)."""
+
+    def on_eval(self, trainer: Trainer, val_acc: float) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "dessilbi":
+        from .dessilbi import DessiLBI, dessilbi_param_groups
+
+        # nu="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
+        nu = 100.0 if config.nu == "auto" else float(config.nu)
+        return DessiLBI(dessilbi_param_groups(model), lr=config.lr, kappa=config.kappa, nu=nu,
+                        lam=config.lam, momentum=config.momentum, weight_decay=config.weight_decay,
+                        nesterov=config.nesterov)
+    # No weight decay on BatchNorm and biases, as usual for CIFAR ResNets.
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    return torch.optim.SGD([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
+                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                           weight_decay=config.weight_decay)
+
+
+@dataclass
+class LoopState:
+    """Position of the loop; everything here is checkpointed."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0                    # index into the current epoch's permutation
+    next_eval_frac: float = 0.0
+    best_val_acc: float = 0.0
+    last_eval_step: int = -1
+    last_val_acc: float = 0.0
+    train_time_s: float = 0.0            # wall time spent in training steps, summed over sessions
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Owns model, optimizer, data, ledger and run store for one run. Read :meth:`fit` top-down."""
+
+    def __init__(self, config: TrainConfig, data: Dataset, model: nn.Module,
+                 store: RunStore, device: torch.device, controller: Controller | None = None,
+                 display: Any = None):
+        self.config, self.store, self.device = config, store, device
+        self.controller, self.display = controller, display
+        self.data = data.to(device)
+        self.model = model.to(device)
+        if config.channels_last and device.type != "mps":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(config, self.model)
+        self.ledger = Ledger(config.budget_flops)
+        self.state = LoopState(next_eval_frac=config.eval_every_frac)
+        # Separate, checkpointed random streams: data order (CPU) and augmentation (device).
+        self.order_gen = torch.Generator().manual_seed(config.seed_value)
+        self.aug_gen = torch.Generator(device=device).manual_seed(config.seed_value + 1)
+        self.permutation = torch.randperm(len(self.data.train_y), generator=self.order_gen)
+        self.input_shape = tuple(self.data.train_x.shape[1:])
+        self.amp = device.type == "cuda" and config.precision in ("auto", "bf16") or (
+            config.precision == "bf16")
+        self._last_checkpoint = time.monotonic()
+        self.images_per_s = 0.0
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    @property
+    def cost(self) -> ModelCost:
+        return measure_cost(self.model, self.input_shape)
+
+    def fit(self) -> dict:
+        """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
+        config, ledger = self.config, self.ledger
+        tick = time.monotonic()
+        while True:
+            batch = min(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample))
+            if batch < 2:
+                break  # the budget is spent (to within one sample's cost)
+            loss, correct = self.train_step(batch)
+            self.state.step += 1
+            now = time.monotonic()
+            self.state.train_time_s += now - tick
+            self.images_per_s = 0.9 * self.images_per_s + 0.1 * batch / max(now - tick, 1e-9)
+            tick = now
+            if self.display is not None:
+                self.display.on_step(self, loss, correct / batch)
+            if ledger.fraction_spent >= self.state.next_eval_frac - 1e-12:
+                self.evaluate_and_log()
+                self.state.next_eval_frac += config.eval_every_frac
+                self.save_checkpoint()
+            elif now - self._last_checkpoint > config.checkpoint_every_s:
+                self.save_checkpoint()
+            tick = time.monotonic()  # evaluation and checkpoints are not training time
+        if self.state.last_eval_step != self.state.step:
+            self.evaluate_and_log()
+        self.save_checkpoint()
+        return self.finish()
+
+    def train_step(self, batch: int) -> tuple[float, int]:
+        config, data = self.config, self.data
+        if self.state.position + batch > len(self.permutation):
+            self.state.epoch += 1
+            self.state.position = 0
+            self.permutation = torch.randperm(len(data.train_y), generator=self.order_gen)
+        index = self.permutation[self.state.position:self.state.position + batch].to(self.device)
+        self.state.position += batch
+        x = normalize(augment(data.train_x[index], self.aug_gen), data.mean, data.std)
+        if config.channels_last and self.device.type != "mps":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = data.train_y[index]
+        fraction = self.ledger.fraction_spent
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(config, fraction)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.ledger.charge(batch * self.cost.train_flops_per_sample, batch)
+        # One sync per step for the display; cheap next to a step on any device.
+        return float(loss.detach()), int((logits.argmax(1) == y).sum())
+
+    @torch.no_grad()
+    def accuracy(self, x_all: torch.Tensor, y_all: torch.Tensor, batch: int = 1000) -> float:
+        """Top-1 accuracy in eval mode, no augmentation. Charged to the ledger's eval account only."""
+        self.model.eval()
+        correct = 0
+        for start in range(0, len(y_all), batch):
+            x = normalize(x_all[start:start + batch], self.data.mean, self.data.std)
+            if self.config.channels_last and self.device.type != "mps":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                correct += int((self.model(x).argmax(1) == y_all[start:start + batch]).sum())
+        self.ledger.record_eval(len(y_all) * self.cost.forward_flops)
+        return correct / max(1, len(y_all))
+
+    def evaluate_and_log(self) -> float:
+        val_acc = self.accuracy(self.data.val_x, self.data.val_y)
+        self.state.best_val_acc = max(self.state.best_val_acc, val_acc)
+        self.state.last_eval_step, self.state.last_val_acc = self.state.step, val_acc
+        record = {"step": self.state.step, "epoch": round(self.ledger.samples / len(self.data.train_y), 3),
+                  "train_flops": self.ledger.spent_flops, "fraction": round(self.ledger.fraction_spent, 5),
+                  "lr": self.optimizer.param_groups[0]["lr"], "val_acc": val_acc,
+                  "params": self.cost.params, "macs": self.cost.macs,
+                  "images_per_s": round(self.images_per_s, 1), "time_s": round(self.state.train_time_s, 2)}
+        self.store.append_jsonl("metrics.jsonl", record)
+        if self.display is not None:
+            self.display.on_eval(self, record)
+        if self.controller is not None:
+            self.controller.on_eval(self, val_acc)
+        return val_acc
+
+    def finish(self) -> dict:
+        """Final test evaluation, weights, genotype and summary."""
+        from search_spaces import genotype_to_dict
+
+        test_acc = self.accuracy(self.data.test_x, self.data.test_y)
+        val_acc = self.state.last_val_acc
+        genotype = self.model.genotype
+        cost = self.cost
+        self.store.write_json("genotype.json", genotype_to_dict(genotype))
+        self.store.save_torch("weights.pt", {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        summary = {
+            "seed": self.config.seed, "data": self.data.name, "val_acc": val_acc, "test_acc": test_acc,
+            "params": cost.params, "macs": cost.macs, "forward_flops": cost.forward_flops,
+            "train_flops": self.ledger.spent_flops, "budget_flops": self.ledger.budget_flops,
+            "eval_flops": self.ledger.eval_flops, "samples": self.ledger.samples,
+            "epochs": round(self.ledger.samples / len(self.data.train_y), 3), "steps": self.state.step,
+            "train_time_s": round(self.state.train_time_s, 2),
+            "images_per_s": round(self.ledger.samples / max(self.state.train_time_s, 1e-9), 1),
+            "widths": genotype.compact(), "device": str(self.device),
+        }
+        if self.controller is not None and hasattr(self.controller, "summary"):
+            summary.update(self.controller.summary())
+        self.store.write_json("summary.json", summary)
+        return summary
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        from search_spaces import genotype_to_dict
+
+        names = {p: n for n, p in self.model.named_parameters()}
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        state = {
+            "format": 1,
+            "genotype": genotype_to_dict(self.model.genotype),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            # Names of the optimizer's params per group: growth appends params, so on resume the
+            # groups are rebuilt in the same order rather than from a fresh assignment.
+            "optimizer_params": [[names[p] for p in g["params"]] for g in self.optimizer.param_groups],
+            "ledger": self.ledger.state_dict(),
+            "loop": asdict(self.state),
+            "permutation": self.permutation,
+            "order_gen": self.order_gen.get_state(),
+            "aug_gen": self.aug_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda_rng,
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+        }
+        self.store.save_torch(CHECKPOINT, state)
+        self._last_checkpoint = time.monotonic()
+
+    def load_checkpoint(self) -> None:
+        from search_spaces import build_model, genotype_from_dict
+
+        state = self.store.load_torch(CHECKPOINT)
+        try:
+            model = build_model(genotype_from_dict(state["genotype"]))
+            model.load_state_dict(state["model"])
+            self.model = model.to(self.device)
+            if self.config.channels_last and self.device.type != "mps":
+                self.model = self.model.to(memory_format=torch.channels_last)
+            self.optimizer = make_optimizer(self.config, self.model)
+            params = dict(self.model.named_parameters())
+            for group, group_names in zip(self.optimizer.param_groups, state["optimizer_params"]):
+                group["params"] = [params[n] for n in group_names]
+            while len(self.optimizer.param_groups) < len(state["optimizer_params"]):
+                names = state["optimizer_params"][len(self.optimizer.param_groups)]
+                self.optimizer.add_param_group({"params": [params[n] for n in names]})
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.ledger = Ledger.from_state_dict(state["ledger"])
+            self.state = LoopState(**state["loop"])
+            self.permutation = state["permutation"]
+            self.order_gen.set_state(state["order_gen"])
+            self.aug_gen.set_state(state["aug_gen"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            if self.controller is not None and state["controller"] is not None:
+                self.controller.load_state_dict(state["controller"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            raise RunError(f"checkpoint {self.store.path / CHECKPOINT} does not fit this run: "
+                           f"{str(err).splitlines()[0][:160]}") from None
+        step = self.state.step
+        self.store.rewind_jsonl("metrics.jsonl", lambda r: r.get("step", 0) <= step)
+        self.store.rewind_jsonl("growth.jsonl", lambda r: r.get("step", 0) <= step)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_metadata() -> dict:
+    """Package versions and git commit, recorded in config.json."""
+    import importlib.metadata as md
+    import platform
+    import subprocess
+
+    versions = {}
+    for pkg in ("torch", "torchvision", "timm", "optuna", "networkx", "rich", "growth-automl"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+def default_run_dir(seed: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
+
+
+def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os.PathLike | None,
+            kind: str = "train") -> tuple[TrainConfig, RunStore, bool]:
+    """Validate the config and open (resume) or create the run directory. Raises ValueError/RunError."""
+    if resume is not None:
+        store = RunStore.open(resume)
+        saved = store.read_json("config.json")
+        if saved.get("kind", "train") != kind:
+            raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
+        return type(config).from_dict(saved["config"]), store, True
+    config.validate()
+    if config.seed_value is None:
+        config.seed_value = random.SystemRandom().randrange(2**31)
+    store = RunStore.create(out or default_run_dir(config.seed),
+                            {"kind": kind, "config": config.to_dict(), **run_metadata()})
+    return config, store, False
+
+
+def build_trainer(config: TrainConfig, store: RunStore, resuming: bool, controller: Controller | None = None,
+                  display: Any = None) -> Trainer:
+    """Load data and the seed model; on resume, restore the checkpoint."""
+    from search_spaces import create_model
+
+    device = resolve_device(config.device)
+    data = load_dataset(config.data, val_size=config.val_size, subset=config.subset,
+                        split_seed=0)  # one validation split per dataset, whatever the run's seed
+    torch.manual_seed(config.seed_value)
+    model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+    trainer = Trainer(config, data, model, store, device, controller=controller, display=display)
+    if resuming:
+        trainer.load_checkpoint()
+    else:
+        trainer.save_checkpoint()  # a run is resumable from its first moment
+    return trainer
+
+
+def train(config: TrainConfig, out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+          display: Any = None) -> dict:
+    """Train a fixed architecture to the budget; returns the summary (also in summary.json)."""
+    config, store, resuming = prepare(config, out, resume, kind="train")
+    trainer = build_trainer(config, store, resuming, display=display)
+    return trainer.fit()
