@@ -47,59 +47,67 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_run_args(p: argparse.ArgumentParser, default_seed: str) -> None:
-    p.add_argument("--seed", default=default_seed, help=f"seed architecture (default {default_seed}; see `grow seeds`)")
+def _add_run_args(p: argparse.ArgumentParser, defaults) -> None:
+    """Options shared by ``grow`` and ``grow train``; defaults come from the config dataclass."""
+    d = defaults
+    p.add_argument("--seed", default=d.seed, help=f"seed architecture (default {d.seed}; see `grow seeds`)")
     p.add_argument("--budget", type=_budget, help="training FLOPs: 2e17, 2.5e16, 500T, 1P (required unless --resume)")
-    p.add_argument("--data", default="sample",
+    p.add_argument("--data", default=d.data,
                    help="sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an ImageFolder directory")
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     p.add_argument("--subset", type=_positive_int, help="use only this many training images")
     p.add_argument("--val-size", type=_positive_int, help="validation images carved from train")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--warmup", type=float, default=0.05, help="share of the budget spent warming up")
-    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
-    p.add_argument("--eval-every", type=float, help="evaluate every this share of the budget")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--warmup", type=float, default=d.warmup_frac, help="share of the budget spent warming up")
+    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), default=d.schedule)
     p.add_argument("--seed-value", type=int, help="random seed; makes a CPU run deterministic")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def _add_growth_args(p: argparse.ArgumentParser) -> None:
+def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
     g = p.add_argument_group("growth rule (see growth/controller.py)")
-    g.add_argument("--tau", type=float, default=0.8, help="saturation ratio |supp Γ|/width that triggers growth")
-    g.add_argument("--grow-min", type=_positive_int, default=4, help="k: add at least this many channels")
-    g.add_argument("--grow-frac", type=float, default=0.25, help="g: or this share of the width")
-    g.add_argument("--check-every", type=float, default=0.05, help="check saturation every this share of the budget")
-    g.add_argument("--final-phase", type=float, default=0.25, help="last share of the budget: no growth, lr decays")
-    g.add_argument("--min-final-epochs", type=float, default=1.0,
+    g.add_argument("--tau", type=float, default=d.tau, help="saturation ratio |supp Γ|/width that triggers growth")
+    g.add_argument("--grow-min", type=_positive_int, default=d.grow_min, help="k: add at least this many channels")
+    g.add_argument("--grow-frac", type=float, default=d.grow_frac, help="g: or this share of the width")
+    g.add_argument("--check-every", type=float, default=d.check_every_frac,
+                   help="check saturation (and evaluate) every this share of the budget")
+    g.add_argument("--final-phase", type=float, default=d.final_frac,
+                   help="last share of the budget: no growth, lr decays to 0")
+    g.add_argument("--min-final-epochs", type=float, default=d.min_final_epochs,
                    help="grow only while the final phase still buys this many epochs of the grown net")
-    g.add_argument("--max-width-mult", type=float, default=8.0, help="width cap per group, x its seed width")
-    g.add_argument("--max-blocks", type=_positive_int, default=9, help="depth cap per stage")
-    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=True, help="add blocks")
-    g.add_argument("--nu", default="auto", help="DessiLBI ν, or auto (calibrated to the check interval)")
-    g.add_argument("--kappa", type=float, default=1.0, help="DessiLBI κ")
-    g.add_argument("--lam", type=float, default=1.0, help="DessiLBI λ")
+    g.add_argument("--max-width-mult", type=float, default=d.max_width_mult,
+                   help="width cap per group, as a multiple of its seed width")
+    g.add_argument("--max-blocks", type=_positive_int, default=d.max_blocks, help="depth cap per stage")
+    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=d.deepen, help="add blocks")
+    g.add_argument("--nu", type=float, default=d.nu, help="DessiLBI ν (coupling W-Γ)")
+    g.add_argument("--kappa", type=float, default=d.kappa, help="DessiLBI κ")
+    g.add_argument("--lam", default=d.lam, help="DessiLBI λ, or auto (calibrated to the check interval)")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from .config import GrowConfig, TrainConfig
+
     grow = _Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
                    "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
                    + ", ".join(COMMANDS) + " (grow SUBCOMMAND --help).")
-    _add_run_args(grow, "resnet20-thin")
-    _add_growth_args(grow)
+    _add_run_args(grow, GrowConfig(budget_flops=1.0))
+    _add_growth_args(grow, GrowConfig(budget_flops=1.0))
     subs = {}
     train = subs["train"] = _Parser(prog="grow train", description="Train a fixed architecture with SGD "
                                     "until the training-FLOP budget is spent.")
-    _add_run_args(train, "resnet20")
+    _add_run_args(train, TrainConfig(seed="resnet20"))
+    train.add_argument("--eval-every", type=float, default=TrainConfig.eval_every_frac,
+                       help="evaluate every this share of the budget")
     subs["seeds"] = _Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
     subs["seeds"].add_argument("--input-size", type=_positive_int, default=32)
     graph = subs["graph"] = _Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
@@ -110,15 +118,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def _train_config(args: argparse.Namespace, cls, **extra):
     overrides = {
         "seed": args.seed, "data": args.data, "budget_flops": args.budget, "subset": args.subset,
-        "val_size": args.val_size, "batch_size": args.batch_size, "momentum": args.momentum,
+        "val_size": args.val_size, "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
         "nesterov": args.nesterov, "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing, "warmup_frac": args.warmup, "schedule": args.schedule,
         "seed_value": args.seed_value, "device": args.device, "precision": args.precision,
         "channels_last": args.channels_last,
     }
-    if args.lr is not None:
-        overrides["lr"] = args.lr
-    if getattr(args, "eval_every", None) is not None and cls.__name__ == "TrainConfig":
+    if hasattr(args, "eval_every"):
         overrides["eval_every_frac"] = args.eval_every
     return cls(**overrides, **extra)
 
@@ -131,10 +137,11 @@ def _check_run_args(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    _check_run_args(args)  # before the imports below (torch): a usage error answers at once
+    from .config import TrainConfig
     from .display import make_display
-    from .trainer import TrainConfig, build_trainer, prepare
+    from .trainer import build_trainer, prepare
 
-    _check_run_args(args)
     config, store, resuming = prepare(_train_config(args, TrainConfig), args.out, args.resume, kind="train")
     display = make_display(args.quiet)
     try:
@@ -147,22 +154,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_grow(args: argparse.Namespace) -> int:
-    from .controller import GrowConfig, grow
+    _check_run_args(args)  # usage errors first, before the imports below (torch) take their time
+    try:
+        lam = args.lam if args.lam == "auto" else float(args.lam)
+    except ValueError:
+        raise UsageError(f"--lam must be a number or auto, got {args.lam!r}") from None
+    from .config import GrowConfig
+    from .controller import grow
     from .display import make_display
     from .trainer import prepare
 
-    _check_run_args(args)
-    try:
-        nu = args.nu if args.nu == "auto" else float(args.nu)
-    except ValueError:
-        raise UsageError(f"--nu must be a number or auto, got {args.nu!r}") from None
-    if args.eval_every is not None:
-        raise UsageError("growth runs evaluate at every check: use --check-every")
     config = _train_config(
         args, GrowConfig, tau=args.tau, grow_min=args.grow_min, grow_frac=args.grow_frac,
         check_every_frac=args.check_every, final_frac=args.final_phase,
         min_final_epochs=args.min_final_epochs, max_width_mult=args.max_width_mult,
-        max_blocks=args.max_blocks, deepen=args.deepen, nu=nu, kappa=args.kappa, lam=args.lam)
+        max_blocks=args.max_blocks, deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
     config, store, resuming = prepare(config, args.out, args.resume, kind="grow")
     display = make_display(args.quiet)
     try:

@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 if TYPE_CHECKING:
+    from torch import nn
+
     from search_spaces import Genotype
 
 TRAIN_FLOPS_PER_FORWARD_FLOP = 3
@@ -73,6 +72,8 @@ def measure_cost(model: nn.Module | Genotype, input_shape: tuple[int, int, int])
     ``input_shape`` is ``(C, H, W)``. Counted on a fresh CPU build in eval mode, so the model's own
     device, mode and BatchNorm statistics are untouched.
     """
+    import torch  # imported here, so that parsing a budget (the CLI) does not load torch
+    from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
 
     from search_spaces import build_model, genotype_json
@@ -81,7 +82,10 @@ def measure_cost(model: nn.Module | Genotype, input_shape: tuple[int, int, int])
     key = (genotype_json(genotype), tuple(input_shape)) if genotype is not None else None
     if key in _COST_CACHE:
         return _COST_CACHE[key]
-    probe = build_model(genotype) if genotype is not None else model
+    # A fresh build draws its init from the global RNG: fork it, so that pricing an architecture
+    # (or not, when the cost is cached) never changes what a run draws next (e.g. grown filters).
+    with torch.random.fork_rng(devices=[]):
+        probe = build_model(genotype) if genotype is not None else model
     probe = probe.eval().float().cpu()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         probe(torch.zeros(1, *input_shape))

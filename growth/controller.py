@@ -16,12 +16,15 @@ At every check (each ``check_every_frac`` of the budget, during the first ``1 - 
    network. Changes are tried from the most saturated group down. The ledger ends the run at the
    budget whatever the architecture costs.
 
-**Time scale.** A filter enters supp Γ after about ``λν / (α ‖W_g‖)`` steps. With ``nu="auto"`` (the
-default) ν is calibrated once, at the start, so that a filter of median initial norm enters after one
-check interval: ``ν = α · median‖W_g‖ · steps_per_check / λ``. Larger, steadier filters enter sooner;
-filters the loss does not need shrink (the coupling acts as weight decay 1/ν on them) and enter
-later or never. The rule ties the path to the schedule, so growth happens on a 5-minute CPU run and
-on a 2e17-FLOP GPU run alike.
+**Time scale.** A filter enters supp Γ after about ``λν / (α ‖W_g‖)`` steps. With ``lam="auto"``
+(the default) λ is calibrated once, at the start, so that a filter of median initial norm enters
+after one check interval: ``λ = α · median‖W_g‖ · steps_per_check / ν``. Larger, steadier filters
+enter sooner; filters the loss does not need shrink (the coupling acts as weight decay 1/ν on them)
+and enter later or never. The rule ties the path to the schedule, so growth happens on a 5-minute
+CPU run and on a 2e17-FLOP GPU run alike. λ is calibrated rather than ν because ν also sets the
+strength of the W-Γ coupling: a ν small enough for a short run pulls every unselected filter
+towards 0 by ακ/ν per step, which made short runs unstable (validation accuracy at chance between
+checks); ν stays at the reference value 100.
 
 Every event goes to ``growth.jsonl``.
 """
@@ -29,7 +32,6 @@ Every event goes to ``growth.jsonl``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,45 +40,8 @@ from .compute import measure_cost
 from .graph import ChannelGroup, channel_groups
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
 from .runstore import RunStore
-from .trainer import ConfigError, TrainConfig, Trainer, build_trainer
-
-
-@dataclass
-class GrowConfig(TrainConfig):
-    """:class:`TrainConfig` plus the growth rule; DessiLBI, constant lr until the final phase."""
-
-    seed: str = "resnet20-thin"
-    optimizer: str = "dessilbi"
-    weight_decay: float = 1e-4
-    nu: float | str = "auto"              # "auto": calibrated to the check interval (see module doc)
-    tau: float = 0.8                      # saturation ratio that triggers growth
-    grow_min: int = 4                     # k: at least this many new channels
-    grow_frac: float = 0.25               # g: or this share of the width, whichever is larger
-    check_every_frac: float = 0.05        # a check every this share of the budget
-    final_frac: float = 0.25              # last share: no growth, lr decays to 0
-    min_final_epochs: float = 1.0         # the final phase must buy this many epochs of the grown net
-    max_width_mult: float = 8.0           # width cap per group, as a multiple of its seed width
-    max_blocks: int = 9                   # depth cap per stage
-    deepen: bool = True
-
-    def __post_init__(self) -> None:
-        self.eval_every_frac = self.check_every_frac   # every check is an evaluation
-        self.decay_start_frac = 1.0 - self.final_frac
-
-    def validate(self) -> None:
-        super().validate()
-        if self.optimizer != "dessilbi":
-            raise ConfigError("growth reads DessiLBI's Γ: --optimizer must be dessilbi")
-        if not 0 < self.tau <= 1:
-            raise ConfigError(f"--tau must be in (0, 1], got {self.tau}")
-        if not 0 <= self.final_frac < 1:
-            raise ConfigError(f"--final-phase must be in [0, 1), got {self.final_frac}")
-        if not 0 < self.check_every_frac < 1:
-            raise ConfigError(f"--check-every must be in (0, 1), got {self.check_every_frac}")
-        if self.grow_min < 1 or self.grow_frac < 0:
-            raise ConfigError("--grow-min must be >= 1 and --grow-frac >= 0")
-        if self.nu != "auto" and not float(self.nu) > 0:
-            raise ConfigError(f"--nu must be positive or auto, got {self.nu}")
+from .config import GrowConfig
+from .trainer import Trainer, build_trainer
 
 
 def grow_amount(width: int, k: int, g: float) -> int:
@@ -97,37 +62,37 @@ class GrowthController:
         self.newest_block: dict[int, int] = {}  # stage -> index of a block added at the previous check
         self.closed_stages: list[int] = []      # stages that stopped deepening
         self.events = 0
-        self.nu: float | None = None
+        self.lam: float | None = None
 
     # -- checkpointed state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         return {"seed_widths": self.seed_widths, "widened_last": self.widened_last,
                 "newest_block": {str(k): v for k, v in self.newest_block.items()},
-                "closed_stages": self.closed_stages, "events": self.events, "nu": self.nu}
+                "closed_stages": self.closed_stages, "events": self.events, "lam": self.lam}
 
     def load_state_dict(self, state: dict) -> None:
         self.seed_widths = dict(state["seed_widths"])
         self.widened_last = list(state["widened_last"])
         self.newest_block = {int(k): v for k, v in state["newest_block"].items()}
         self.closed_stages = list(state["closed_stages"])
-        self.events, self.nu = state["events"], state["nu"]
+        self.events, self.lam = state["events"], state["lam"]
 
     # -- set-up ---------------------------------------------------------------------------------------
 
     def start(self, trainer: Trainer) -> None:
-        """Record seed widths and calibrate ν (once, before the first step)."""
+        """Record seed widths and calibrate λ (once, before the first step)."""
         self.seed_widths = {g.name: g.width for g in channel_groups(trainer.model)}
         cfg = self.config
-        if cfg.nu == "auto":
+        if cfg.lam == "auto":
             steps_per_check = cfg.check_every_frac * cfg.budget_flops / (
                 trainer.cost.train_flops_per_sample * cfg.batch_size)
             norms = torch.cat([p.detach().flatten(1).norm(dim=1) for p in _penalised(trainer)])
-            self.nu = max(1.0, cfg.lr * float(norms.median()) * steps_per_check / cfg.lam)
+            self.lam = cfg.lr * float(norms.median()) * steps_per_check / cfg.nu
         else:
-            self.nu = float(cfg.nu)
+            self.lam = float(cfg.lam)
         for group in trainer.optimizer.param_groups:
-            group["nu"] = self.nu
+            group["lam"] = self.lam
 
     # -- the rule -------------------------------------------------------------------------------------
 
@@ -229,7 +194,8 @@ class GrowthController:
             "val_acc_after": val_after, "widths": model.genotype.compact()})
 
     def summary(self) -> dict:
-        return {"growth_events": self.events, "nu": self.nu, "closed_stages": self.closed_stages}
+        return {"growth_events": self.events, "lam": self.lam, "nu": self.config.nu,
+                "closed_stages": self.closed_stages}
 
 
 def _penalised(trainer: Trainer):

@@ -118,6 +118,8 @@ class RunStore:
 
     def rewind_jsonl(self, name: str, keep: Callable[[dict], bool]) -> None:
         """Keep only the records ``keep`` accepts (used on resume to drop post-checkpoint lines)."""
+        if not (self.path / name).exists():
+            return  # nothing to rewind; do not create an empty file
         records = [r for r in self.read_jsonl(name) if keep(r)]
         atomic_write_bytes(self.path / name, "".join(json.dumps(r) + "\n" for r in records).encode())
 

@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,76 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .compute import Ledger, ModelCost, measure_cost
+from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, load_dataset, normalize
 from .runstore import CHECKPOINT, RunError, RunStore
-
-
-class ConfigError(ValueError):
-    """Settings that cannot work; the message is one line."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Saved to ``config.json`` and reloaded by ``--resume``."""
-
-    seed: str = "resnet20-thin"          # registered seed name or timm:<name>
-    data: str = "sample"
-    budget_flops: float = 2e13           # training FLOPs (3 x forward FLOPs x samples)
-    subset: int | None = None            # keep only this many training images
-    val_size: int | None = None          # default: 5,000 for CIFAR-sized train sets, else 10%
-    batch_size: int = 128
-    optimizer: str = "sgd"               # "sgd" or "dessilbi"
-    lr: float = 0.1                      # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    warmup_frac: float = 0.05            # share of the budget spent warming up
-    schedule: str = "cosine"             # decay: "cosine", "linear" or "constant"
-    decay_start_frac: float = 0.0        # lr stays at its peak until this share, then decays to 0
-    eval_every_frac: float = 0.1         # evaluate on the validation split every this share
-    checkpoint_every_s: float = 120.0    # also checkpoint at least this often (wall time)
-    seed_value: int | None = None        # None: drawn at start and recorded
-    device: str = "auto"                 # "auto", "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "auto"              # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16", "fp32"
-    channels_last: bool = True
-    # DessiLBI (optimizer="dessilbi"); see growth.dessilbi
-    kappa: float = 1.0
-    nu: float | str = 100.0
-    lam: float = 1.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` (one line) for settings that cannot work."""
-        if not (self.budget_flops > 0 and math.isfinite(self.budget_flops)):
-            raise ConfigError(f"budget must be a positive number of FLOPs, got {self.budget_flops}")
-        if self.batch_size < 2:
-            raise ConfigError("batch size must be at least 2 (BatchNorm needs two samples)")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"unknown schedule {self.schedule!r} (cosine, linear or constant)")
-        if self.optimizer not in ("sgd", "dessilbi"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r} (sgd or dessilbi)")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"unknown precision {self.precision!r} (auto, bf16 or fp32)")
-        if not 0 < self.eval_every_frac <= 1:
-            raise ConfigError("--eval-every must be a share of the budget in (0, 1]")
-        if not 0 <= self.warmup_frac < 1:
-            raise ConfigError("--warmup must be a share of the budget in [0, 1)")
 
 
 def lr_at(config: TrainConfig, fraction: float) -> float:
     """Learning rate after ``fraction`` of the budget: warm-up, then decay to 0 at 1.0."""
     if fraction < config.warmup_frac:
-        return config.lr * (fraction + 1e-3) / config.warmup_frac
+        return config.lr * min(1.0, (fraction + 1e-3) / config.warmup_frac)  # never past the peak
     if config.schedule == "constant":
         return config.lr
     start = max(config.warmup_frac, config.decay_start_frac)
@@ -108,6 +47,23 @@ def lr_at(config: TrainConfig, fraction: float) -> float:
     if config.schedule == "linear":
         return config.lr * (1 - progress)
     return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def next_batch_size(batch_size: int, affordable: int, available: int | None = None) -> int:
+    """Size of the next batch when ``affordable`` more samples fit in the budget (< 2: stop).
+
+    A batch never exceeds the ``available`` training images (what is charged is what is trained).
+    A lone last sample cannot make a batch of its own (BatchNorm), so when exactly one would be left
+    over it joins this batch (or this batch leaves two for the last one): the ledger still ends
+    within one sample's cost of the budget.
+    """
+    batch = min(batch_size if available is None else min(batch_size, available), affordable)
+    if affordable - batch == 1:
+        if available is None or batch < available:
+            batch += 1
+        elif batch > 2:
+            batch -= 1
+    return batch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,10 +94,10 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     if config.optimizer == "dessilbi":
         from .dessilbi import DessiLBI, dessilbi_param_groups
 
-        # nu="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
-        nu = 100.0 if config.nu == "auto" else float(config.nu)
-        return DessiLBI(dessilbi_param_groups(model), lr=config.lr, kappa=config.kappa, nu=nu,
-                        lam=config.lam, momentum=config.momentum, weight_decay=config.weight_decay,
+        # lam="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
+        lam = 1.0 if config.lam == "auto" else float(config.lam)
+        return DessiLBI(dessilbi_param_groups(model), lr=config.lr, kappa=config.kappa, nu=config.nu,
+                        lam=lam, momentum=config.momentum, weight_decay=config.weight_decay,
                         nesterov=config.nesterov)
     # No weight decay on BatchNorm and biases, as usual for CIFAR ResNets.
     decay = [p for p in model.parameters() if p.dim() > 1]
@@ -202,7 +158,8 @@ class Trainer:
         config, ledger = self.config, self.ledger
         tick = time.monotonic()
         while True:
-            batch = min(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample))
+            batch = next_batch_size(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample),
+                                    len(self.permutation))
             if batch < 2:
                 break  # the budget is spent (to within one sample's cost)
             loss, correct = self.train_step(batch)
@@ -398,6 +355,32 @@ def default_run_dir(seed: str) -> Path:
     return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
 
 
+# The dataset loaded by prepare() to check --data, handed to the build_trainer() that follows.
+_PRELOADED: dict[tuple, Dataset] = {}
+
+
+def _load_data(config: TrainConfig, keep: bool = False) -> Dataset:
+    key = (config.data, config.val_size, config.subset)
+    data = _PRELOADED.pop(key, None)
+    _PRELOADED.clear()
+    if data is None:
+        data = load_dataset(config.data, val_size=config.val_size, subset=config.subset,
+                            split_seed=0)  # one validation split per dataset, whatever the run's seed
+    if keep:
+        _PRELOADED[key] = data
+    return data
+
+
+def _check_inputs(config: TrainConfig) -> None:
+    """Raise ConfigError / UnknownSeedError / DataError for a bad device, seed or data spec."""
+    from search_spaces import get_genotype
+
+    resolve_device(config.device)
+    get_genotype(config.seed)
+    data = _load_data(config, keep=True)
+    get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+
+
 def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os.PathLike | None,
             kind: str = "train") -> tuple[TrainConfig, RunStore, bool]:
     """Validate the config and open (resume) or create the run directory. Raises ValueError/RunError."""
@@ -408,10 +391,15 @@ def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os
             raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
         return type(config).from_dict(saved["config"]), store, True
     config.validate()
+    _check_inputs(config)  # before the run directory exists: a bad input leaves nothing behind
     if config.seed_value is None:
         config.seed_value = random.SystemRandom().randrange(2**31)
-    store = RunStore.create(out or default_run_dir(config.seed),
-                            {"kind": kind, "config": config.to_dict(), **run_metadata()})
+    try:
+        store = RunStore.create(out or default_run_dir(config.seed),
+                                {"kind": kind, "config": config.to_dict(), **run_metadata()})
+    except BaseException:
+        _PRELOADED.clear()
+        raise
     return config, store, False
 
 
@@ -421,8 +409,7 @@ def build_trainer(config: TrainConfig, store: RunStore, resuming: bool, controll
     from search_spaces import create_model
 
     device = resolve_device(config.device)
-    data = load_dataset(config.data, val_size=config.val_size, subset=config.subset,
-                        split_seed=0)  # one validation split per dataset, whatever the run's seed
+    data = _load_data(config)
     torch.manual_seed(config.seed_value)
     model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
     trainer = Trainer(config, data, model, store, device, controller=controller, display=display)
