@@ -4,6 +4,9 @@
     grow train --seed resnet20 --budget 1e14 --data DIR       train a fixed architecture
     grow seeds                                                list seeds with params and MACs
     grow graph --seed resnet20-thin                           print the coupled channel groups
+    grow bench --budget 2e13 --methods grow,slimming,... --seeds 0,1 --data DIR
+                                                              growth against baselines, equal budget
+    grow report DIR                                           rebuild a bench's table and plots
 
 Every bad input ends with one line on stderr and exit code 2. torch is imported only after the
 arguments are parsed, so ``grow --help`` answers at once.
@@ -15,7 +18,8 @@ import argparse
 import sys
 from typing import Sequence
 
-COMMANDS = ("train", "seeds", "graph")
+COMMANDS = ("train", "seeds", "graph", "bench", "report")
+DEFAULT_METHODS = "grow,scs,sss,slimming,dessilbi-prune,fixed:resnet20,uniform:resnet20,timm:resnet18"
 EXIT_USAGE = 2
 
 
@@ -112,6 +116,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subs["seeds"].add_argument("--input-size", type=_positive_int, default=32)
     graph = subs["graph"] = _Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
     graph.add_argument("--seed", required=True)
+    bench = subs["bench"] = _Parser(prog="grow bench", description="Run every method x seed at one "
+                                    "training-FLOP budget (resumable: finished cells are skipped).")
+    bench.add_argument("--budget", type=_budget, required=True, help="training FLOPs per cell")
+    bench.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    bench.add_argument("--seeds", default="0,1,2", help="comma-separated seed values")
+    bench.add_argument("--data", default="sample")
+    bench.add_argument("--subset", type=_positive_int)
+    bench.add_argument("--val-size", type=_positive_int)
+    bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
+    bench.add_argument("--target-macs", type=_budget, help="size target for uniform/pruning methods "
+                       "(default: the grown network's MACs)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--quiet", action="store_true")
+    report = subs["report"] = _Parser(prog="grow report", description="Rebuild bench.md and the plots "
+                                      "of a bench directory from its files.")
+    report.add_argument("dir")
     return grow, subs
 
 
@@ -180,6 +200,48 @@ def cmd_grow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from baselines.bench import default_bench_dir, print_table, run_bench
+
+    from .config import TrainConfig
+    from .display import make_display
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    methods = [m for m in args.methods.split(",") if m.strip()]
+    if not seeds or not methods:
+        raise UsageError("--seeds and --methods must name at least one each")
+    base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
+                       val_size=args.val_size, device=args.device)
+    try:
+        from baselines import parse_method
+
+        for m in methods:
+            parse_method(m)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    record = run_bench(methods, seeds, base, Path(args.out) if args.out else default_bench_dir(),
+                       target_macs=args.target_macs,
+                       display_factory=None if args.quiet else (lambda: make_display(False)))
+    print_table(record)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from baselines.bench import print_table, write_report
+
+    record = write_report(Path(args.dir))
+    print_table(record)
+    print(f"wrote {Path(args.dir) / 'bench.md'} and the plots")
+    return 0
+
+
 def cmd_seeds(args: argparse.Namespace) -> int:
     import search_spaces
 
@@ -234,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             name, args = argv[0], subs[argv[0]].parse_args(argv[1:])
         else:
             name, args = "grow", grow.parse_args(argv)
-        handler = {"grow": cmd_grow, "train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph}[name]
+        handler = {"grow": cmd_grow, "train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph,
+                   "bench": cmd_bench, "report": cmd_report}[name]
         return handler(args)
     except UsageError as err:
         print(f"grow: error: {err}", file=sys.stderr)

@@ -22,6 +22,7 @@ class TrainConfig:
     """Everything that defines a run. Saved to ``config.json`` and reloaded by ``--resume``."""
 
     seed: str = "resnet20-thin"          # registered seed name or timm:<name>
+    genotype: dict | None = None         # an explicit architecture (overrides seed's widths)
     data: str = "sample"
     budget_flops: float = 2e13           # training FLOPs (3 x forward FLOPs x samples)
     subset: int | None = None            # keep only this many training images

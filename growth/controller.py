@@ -80,8 +80,10 @@ class GrowthController:
 
     # -- set-up ---------------------------------------------------------------------------------------
 
-    def start(self, trainer: Trainer) -> None:
-        """Record seed widths and calibrate λ (once, before the first step)."""
+    def attach(self, trainer: Trainer) -> None:
+        """Before the first step: record seed widths and calibrate λ (a resumed run has both)."""
+        if self.lam is not None:
+            return
         self.seed_widths = {g.name: g.width for g in channel_groups(trainer.model)}
         cfg = self.config
         if cfg.lam == "auto":
@@ -220,8 +222,4 @@ def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def grow(config: GrowConfig, store: RunStore, resuming: bool, display: Any = None) -> dict:
     """Run growth to the budget; returns the summary (also written to summary.json)."""
     controller = GrowthController(config)
-    trainer = build_trainer(config, store, resuming, controller=controller, display=display)
-    if not resuming:
-        controller.start(trainer)
-        trainer.save_checkpoint()
-    return trainer.fit()
+    return build_trainer(config, store, resuming, controller=controller, display=display).fit()

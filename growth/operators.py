@@ -9,7 +9,8 @@ DessiLBI's ``entry_step`` -1).
 * :func:`widen` adds channels to a coupled group. New filters get a fresh initialisation on their
   incoming weights and zero outgoing weights in every consumer, so the function does not change
   (in train and eval mode: new channels have their own BatchNorm statistics and nobody reads them).
-* :func:`prune` keeps a chosen subset of a group's channels (used by the pruning baselines).
+* :func:`prune` keeps a chosen subset of a group's channels and :func:`remove_block` deletes a
+  residual block (both used by the pruning baselines).
 * :func:`deepen` appends a block to a stage that computes the identity: for a ResNet a basic block
   whose last BatchNorm weight is 0 (exact in both modes); for a VGG a conv+BN+ReLU whose conv is a
   Dirac kernel and whose BN is the identity in eval mode (in train mode the new BN normalises with
@@ -79,6 +80,32 @@ def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None
     model.genotype = genotype
     if optimizer is not None:
         _add_params(optimizer, model, list(block.parameters()))
+    return model
+
+
+def remove_block(model: nn.Module, stage: int, block: int,
+                 optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Delete residual block ``block`` of ``stage`` (pruning baselines). Returns ``model``.
+
+    The downsampling first block of stages 2+ cannot go (it changes resolution and width), and a
+    stage keeps at least one block.
+    """
+    genotype = copy.deepcopy(model.genotype)
+    if not isinstance(genotype, ResNetGenotype):
+        raise ValueError("only residual blocks can be removed")
+    depth = genotype.stages[stage].depth
+    if depth <= 1 or not 0 <= block < depth or (block == 0 and stage > 0):
+        raise ValueError(f"block {block} of stage {stage} cannot be removed")
+    del genotype.stages[stage].inner[block]
+    removed = model.stages[stage][block]
+    if optimizer is not None:
+        gone = {id(p) for p in removed.parameters()}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in gone]
+        for p in removed.parameters():
+            optimizer.state.pop(p, None)
+    del model.stages[stage][block]
+    model.genotype = genotype
     return model
 
 

@@ -83,7 +83,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Controller(Protocol):
-    """What a growth controller plugs into the loop (see :mod:`growth.controller`)."""
+    """What a growth controller or a baseline method plugs into the loop.
+
+    Required: ``on_eval``, ``state_dict``, ``load_state_dict``. Optional (looked up by name):
+    ``attach(trainer)`` once before training (hooks onto the model), ``extra_loss(trainer)`` a
+    penalty added to the loss, ``after_backward(trainer)``, ``after_step(trainer)``, and
+    ``step_train_flops_per_sample(trainer)`` when a step costs less than the whole model (sampled
+    sub-networks); ``summary()`` adds fields to summary.json.
+    """
 
     def on_eval(self, trainer: Trainer, val_acc: float) -> None: ...
     def state_dict(self) -> dict: ...
@@ -156,6 +163,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
         config, ledger = self.config, self.ledger
+        self._hook("attach")
         tick = time.monotonic()
         while True:
             batch = next_batch_size(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample),
@@ -201,12 +209,20 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        penalty = self._hook("extra_loss")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if penalty is None else loss + penalty).backward()
+        self._hook("after_backward")
         self.optimizer.step()
-        self.ledger.charge(batch * self.cost.train_flops_per_sample, batch)
+        self._hook("after_step")
+        per_sample = self._hook("step_train_flops_per_sample") or self.cost.train_flops_per_sample
+        self.ledger.charge(batch * per_sample, batch)
         # One sync per step for the display; cheap next to a step on any device.
         return float(loss.detach()), int((logits.argmax(1) == y).sum())
+
+    def _hook(self, name: str) -> Any:
+        method = getattr(self.controller, name, None)
+        return method(self) if method is not None else None
 
     @torch.no_grad()
     def accuracy(self, x_all: torch.Tensor, y_all: torch.Tensor, batch: int = 1000) -> float:
@@ -406,12 +422,15 @@ def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os
 def build_trainer(config: TrainConfig, store: RunStore, resuming: bool, controller: Controller | None = None,
                   display: Any = None) -> Trainer:
     """Load data and the seed model; on resume, restore the checkpoint."""
-    from search_spaces import create_model
+    from search_spaces import build_model, create_model, genotype_from_dict
 
     device = resolve_device(config.device)
     data = _load_data(config)
     torch.manual_seed(config.seed_value)
-    model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+    if config.genotype is not None:
+        model = build_model(genotype_from_dict(config.genotype))
+    else:
+        model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
     trainer = Trainer(config, data, model, store, device, controller=controller, display=display)
     if resuming:
         trainer.load_checkpoint()

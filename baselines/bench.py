@@ -1,0 +1,248 @@
+"""``grow bench``: every method x seed at one training-FLOP budget, resumable, with a report.
+
+Layout of a bench directory::
+
+    bench.json                 the bench's settings and one entry per finished cell
+    bench.md                   the table (method, widths, depth, params, MACs, test acc mean ± std, ...)
+    acc_vs_macs.png            test accuracy against inference MACs, Pareto front marked
+    acc_vs_train_flops.png     test accuracy against training FLOPs
+    cells/<method>/seed<k>/    an ordinary run directory per cell (config, metrics, summary, ...)
+
+A cell with a ``summary.json`` is finished and skipped; a cell with a checkpoint is resumed; so
+``grow bench`` can be re-run with the same arguments after any interruption. ``grow`` cells run
+first: ``uniform:<seed>`` and the pruning methods take the grown network's MACs (same seed value)
+as their size target unless ``--target-macs`` is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from growth.config import TrainConfig
+from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
+
+from . import MethodOptions, MethodSpec, configure, parse_method
+
+SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs")
+
+
+def cell_dir(root: Path, spec: MethodSpec, seed: int) -> Path:
+    return root / "cells" / str(spec).replace(":", "-").replace("/", "-") / f"seed{seed}"
+
+
+def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
+    return sorted(specs, key=lambda s: s.name != "grow")  # stable: grow first, others as given
+
+
+def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
+              target_macs: float | None = None, display_factory=None, log=print) -> dict:
+    """Run (or resume) every cell; returns the bench record also written to bench.json."""
+    from growth.trainer import build_trainer, prepare
+
+    specs = [parse_method(m) for m in methods]
+    settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
+                "methods": [str(s) for s in specs], "seeds": seeds, "target_macs": target_macs}
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / "bench.json"
+    if record_path.exists():
+        record = RunStore(out).read_json("bench.json")
+        for key in ("budget_flops", "data", "subset"):
+            if record["settings"].get(key) != settings[key]:
+                raise RunError(f"{out} holds a bench with {key}={record['settings'].get(key)}; "
+                               f"this one has {settings[key]}: choose another --out")
+        record["settings"] = settings
+    elif any(out.iterdir()):
+        raise RunError(f"{out} exists, is not empty and holds no bench; choose another --out")
+    else:
+        record = {"settings": settings, "cells": {}}
+
+    from growth.data import load_dataset
+
+    data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)
+    shape = tuple(data.train_x.shape[1:])
+    for spec in _order(specs):
+        for seed in seeds:
+            key = f"{spec}/seed{seed}"
+            directory = cell_dir(out, spec, seed)
+            if (directory / "summary.json").exists():
+                record["cells"][key] = _cell_entry(spec, seed, out)
+                continue
+            grown = record["cells"].get(f"grow/seed{seed}")
+            target = target_macs or (grown["macs"] if grown and spec.name in SIZE_TARGETED else None)
+            options = MethodOptions(target_macs=target, extra={"input_shape": shape,
+                                                               "num_classes": data.num_classes})
+            config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
+            resume = directory if (directory / CHECKPOINT).exists() else None
+            log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
+                f"{f'{target / 1e6:.2f}M' if target else 'none'})")
+            config, store, resuming = prepare(config, directory, resume, kind="bench")
+            display = display_factory() if display_factory else None
+            try:
+                summary = build_trainer(config, store, resuming, controller=controller,
+                                        display=display).fit()
+            finally:
+                if display is not None:
+                    display.close()
+            log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
+                f"train FLOPs {summary['train_flops']:.3g}")
+            record["cells"][key] = _cell_entry(spec, seed, out)
+            atomic_write_json(record_path, record)
+    atomic_write_json(record_path, record)
+    write_report(out)
+    return record
+
+
+def _cell_entry(spec: MethodSpec, seed: int, root: Path) -> dict:
+    directory = cell_dir(root, spec, seed)
+    summary = RunStore(directory).read_json("summary.json")
+    return {"method": str(spec), "seed": seed, "dir": str(directory.relative_to(root)), **{
+        k: summary.get(k) for k in ("test_acc", "val_acc", "params", "macs", "train_flops",
+                                    "budget_flops", "train_time_s", "widths", "epochs")}}
+
+
+# -- report -------------------------------------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _depth(widths: Any) -> str:
+    if isinstance(widths, list) and widths and isinstance(widths[0], list):
+        # ResNet compact form [stage width, inner...]: blocks = len - 1; VGG: convs per stage
+        is_resnet = len(widths[0]) >= 2 and all(len(w) >= 2 for w in widths)
+        return "/".join(str(len(w) - 1 if is_resnet else len(w)) for w in widths)
+    return "-"
+
+
+def summarise(record: dict) -> list[dict]:
+    """One row per method: means (± std over seeds) of the cells' summaries."""
+    rows: dict[str, list[dict]] = {}
+    for cell in record["cells"].values():
+        rows.setdefault(cell["method"], []).append(cell)
+    table = []
+    for method in record["settings"]["methods"]:
+        cells = sorted(rows.get(method, []), key=lambda c: c["seed"])
+        if not cells:
+            continue
+        acc_mean, acc_std = _mean_std([c["test_acc"] for c in cells])
+        table.append({
+            "method": method, "seeds": len(cells), "widths": cells[0]["widths"],
+            "depth": _depth(cells[0]["widths"]),
+            "params": _mean_std([c["params"] for c in cells])[0],
+            "macs": _mean_std([c["macs"] for c in cells])[0],
+            "test_acc": acc_mean, "test_acc_std": acc_std,
+            "train_flops": _mean_std([c["train_flops"] for c in cells])[0],
+            "train_time_s": _mean_std([c["train_time_s"] for c in cells])[0],
+        })
+    return table
+
+
+def pareto(rows: list[dict], cost: str) -> list[str]:
+    """Methods on the front: no other method is at least as accurate for at most the cost."""
+    front = []
+    for r in rows:
+        dominated = any(o is not r and o[cost] <= r[cost] and o["test_acc"] >= r["test_acc"]
+                        and (o[cost] < r[cost] or o["test_acc"] > r["test_acc"]) for o in rows)
+        if not dominated:
+            front.append(r["method"])
+    return front
+
+
+def markdown(record: dict) -> str:
+    rows = summarise(record)
+    front = set(pareto(rows, "macs"))
+    s = record["settings"]
+    lines = [f"# Benchmark at {s['budget_flops']:.3g} training FLOPs on {s['data']}"
+             + (f" (subset {s['subset']})" if s.get("subset") else ""),
+             "", f"Seeds: {', '.join(map(str, s['seeds']))}. Test accuracy is mean ± std over seeds; "
+             "MACs are inference MACs per image (FLOPs = 2 x MACs); * marks the accuracy-vs-MACs Pareto front.",
+             "", "| method | final widths | depth | params | MACs | test acc | training FLOPs | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        star = " *" if r["method"] in front else ""
+        lines.append(f"| {r['method']}{star} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
+                     f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
+                     f"{r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(record: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarise(record)
+    paths = []
+    for cost, label, name in (("macs", "inference MACs per image", "acc_vs_macs.png"),
+                              ("train_flops", "training FLOPs", "acc_vs_train_flops.png")):
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+        front = set(pareto(rows, cost))
+        for r in rows:
+            on = r["method"] in front
+            ax.errorbar(r[cost], 100 * r["test_acc"], yerr=100 * r["test_acc_std"], fmt="o" if on else "s",
+                        ms=8 if on else 6, capsize=3, label=r["method"] + (" (Pareto)" if on else ""))
+        pts = sorted((r[cost], 100 * r["test_acc"]) for r in rows if r["method"] in front)
+        if len(pts) > 1:
+            ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="k", lw=1, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"budget {record['settings']['budget_flops']:.3g} training FLOPs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = out / name
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp)
+        plt.close(fig)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def write_report(out: Path) -> dict:
+    """(Re)build bench.md and the plots from bench.json and the cells' summaries."""
+    from growth.runstore import atomic_write_bytes
+
+    store = RunStore(out)
+    if not (out / "bench.json").is_file():
+        raise RunError(f"{out} holds no bench.json")
+    record = store.read_json("bench.json")
+    # Refresh from the cells' own summaries, the ground truth.
+    for key, cell in list(record["cells"].items()):
+        if (out / cell["dir"] / "summary.json").exists():
+            record["cells"][key] = _cell_entry(parse_method(cell["method"]), cell["seed"], out)
+    atomic_write_bytes(out / "bench.md", markdown(record).encode())
+    plot(record, out)
+    return record
+
+
+def print_table(record: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = summarise(record)
+    front = set(pareto(rows, "macs"))
+    table = Table("method", "widths", "depth", "params", "MACs", "test acc", "train FLOPs", "wall",
+                  title=f"{record['settings']['budget_flops']:.3g} training FLOPs, {record['settings']['data']}")
+    for r in rows:
+        table.add_row(r["method"] + (" *" if r["method"] in front else ""), str(r["widths"]), r["depth"],
+                      f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e6:.2f}M",
+                      f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%",
+                      f"{r['train_flops']:.3g}", f"{r['train_time_s']:.0f} s")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def default_bench_dir() -> Path:
+    return Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+
+

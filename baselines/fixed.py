@@ -1,0 +1,72 @@
+"""``fixed:<seed>`` (and timm references) and ``uniform:<seed>``: plain SGD on one architecture.
+
+``uniform`` is the honest control for growth: the seed with every width multiplied by one factor,
+the factor chosen so that the network's MACs come as close as possible to the target from below
+(in a benchmark, the grown network's MACs).
+
+Example:
+    >>> import search_spaces
+    >>> g = uniform_genotype(search_spaces.get_genotype("resnet20"), 0.5)
+    >>> g.compact()[0]
+    [8, 8, 8, 8]
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from growth.config import ConfigError, TrainConfig
+from search_spaces import Genotype, ResNetGenotype, VGGGenotype, genotype_to_dict, get_genotype
+
+from . import MethodOptions, register_method
+
+
+@register_method("fixed")
+def fixed(base: TrainConfig, seed: str, options: MethodOptions):
+    return dataclasses.replace(base, seed=seed, optimizer="sgd"), None
+
+
+def uniform_genotype(genotype: Genotype, multiplier: float) -> Genotype:
+    """Every width times ``multiplier`` (rounded, at least 1)."""
+    def scale(width: int) -> int:
+        return max(1, round(width * multiplier))
+
+    g = copy.deepcopy(genotype)
+    if isinstance(g, ResNetGenotype):
+        prev = scale(g.stages[0].width)
+        for i, stage in enumerate(g.stages):
+            stage.width, stage.inner = scale(stage.width), [scale(w) for w in stage.inner]
+            stage.shortcut_src = list(range(min(prev, stage.width))) if i > 0 else []
+            prev = stage.width
+        return g
+    if isinstance(g, VGGGenotype):
+        g.stages = [[scale(w) for w in stage] for stage in g.stages]
+        return g
+    raise ConfigError(f"cannot scale a {g.family!r} architecture uniformly")
+
+
+def match_macs(genotype: Genotype, target_macs: float, input_shape: tuple[int, int, int]) -> Genotype:
+    """The uniform scaling of ``genotype`` with the most MACs not above ``target_macs``."""
+    from growth.compute import measure_cost
+
+    lo, hi = 1e-3, 1.0
+    while measure_cost(uniform_genotype(genotype, hi), input_shape).macs <= target_macs and hi < 64:
+        lo, hi = hi, hi * 2
+    for _ in range(30):  # MACs grow monotonically with the multiplier (up to rounding)
+        mid = (lo + hi) / 2
+        if measure_cost(uniform_genotype(genotype, mid), input_shape).macs <= target_macs:
+            lo = mid
+        else:
+            hi = mid
+    return uniform_genotype(genotype, lo)
+
+
+@register_method("uniform")
+def uniform(base: TrainConfig, seed: str, options: MethodOptions):
+    if options.target_macs is None:
+        raise ConfigError("uniform:<seed> needs a MACs target (grow bench sets it to the grown network's)")
+    shape = options.extra["input_shape"]
+    genotype = get_genotype(seed, num_classes=options.extra["num_classes"], in_chans=shape[0])
+    scaled = match_macs(genotype, options.target_macs, shape)
+    return dataclasses.replace(base, seed=seed, optimizer="sgd", genotype=genotype_to_dict(scaled)), None
