@@ -1,0 +1,39 @@
+"""growth: grow compact networks under a training-FLOP budget with DessiLBI.
+
+Public API (imported lazily, so that ``grow --help`` does not pay for torch)::
+
+    growth.DessiLBI, growth.dessilbi_param_groups      the optimizer   (growth/dessilbi.py)
+    growth.channel_groups, growth.architecture_graph   channel graph   (growth/graph.py)
+    growth.widen, growth.deepen, growth.prune          operators       (growth/operators.py)
+    growth.TrainConfig, growth.GrowConfig              configuration   (growth/config.py)
+    growth.parse_budget, growth.measure_cost           compute         (growth/compute.py)
+    growth.load_dataset                                 data            (growth/data.py)
+
+Example:
+    >>> import growth, search_spaces
+    >>> model = search_spaces.create_model("resnet8-thin")
+    >>> [g.name for g in growth.channel_groups(model)][:2]
+    ['stage1', 'stage1.block1.inner']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DessiLBI": "dessilbi", "dessilbi_param_groups": "dessilbi",
+    "channel_groups": "graph", "architecture_graph": "graph", "ChannelGroup": "graph",
+    "widen": "operators", "deepen": "operators", "prune": "operators", "remove_block": "operators",
+    "TrainConfig": "config", "GrowConfig": "config",
+    "parse_budget": "compute", "measure_cost": "compute", "Ledger": "compute",
+    "load_dataset": "data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'growth' has no attribute {name!r}")

@@ -5,7 +5,7 @@ MACs = FLOPs / 2. Training one sample costs ``3 x forward FLOPs`` (forward + bac
 
 Example:
     >>> parse_budget("2.5e16"), parse_budget("500T")
-    (2.5e+16, 5e+14)
+    (2.5e+16, 500000000000000.0)
     >>> ledger = Ledger(budget_flops=1e9)
     >>> ledger.charge(4e8); ledger.fraction_spent
     0.4
