@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 TRAIN_FLOPS_PER_FORWARD_FLOP = 3
 
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
+# No exa suffix: "2e" would read as 2e18, a typo for an exponent turned into a huge budget.
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
 
 
 def parse_budget(text: str | float) -> float:
@@ -34,7 +35,7 @@ def parse_budget(text: str | float) -> float:
     Raises ``ValueError`` (one line) for zero, negative, non-finite or unparseable input.
     """
     raw = str(text).strip()
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpPeE]?)(?:FLOPs?|flops?)?", raw)
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]?)(?:FLOPs?|flops?)?", raw)
     if not match:
         raise ValueError(f"cannot read budget {raw!r}: give FLOPs like 2e17, 2.5e16, 500T or 1P")
     value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]

@@ -102,6 +102,8 @@ class GrowConfig(TrainConfig):
         super().validate()
         if self.optimizer != "dessilbi":
             raise ConfigError("growth reads DessiLBI's Γ: --optimizer must be dessilbi")
+        if self.seed.startswith("timm:"):
+            raise ConfigError("timm backbones are fixed references: grow a registered seed (see `grow seeds`)")
         if not 0 < self.tau <= 1:
             raise ConfigError(f"--tau must be in (0, 1], got {self.tau}")
         if not 0 <= self.final_frac < 1:

@@ -1,0 +1,248 @@
+"""Tests for the ``grow`` command line, run as a subprocess: every bad input is one line on stderr,
+exit code 2, no traceback, and nothing on disk changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import search_spaces
+
+GROW = [sys.executable, "-m", "growth.cli"]
+
+
+def _env(cache: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
+    if cache is not None:
+        env["GROWTH_DATA_DIR"] = str(cache)
+    return env
+
+
+def grow(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*GROW, *args], capture_output=True, text=True, cwd=cwd, env=_env(cache),
+                          timeout=300)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root with its kind, size, mtime and content hash."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        state[str(path.relative_to(root))] = (path.is_dir(), st.st_size, st.st_mtime_ns, digest)
+    return state
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """An empty working directory (the default run directory would appear under its runs/)."""
+    work = tmp_path / "ws"
+    (work / "cache").mkdir(parents=True)
+    return work
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("grow: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def run_failing(ws: Path, *args: str, needles: tuple[str, ...] = ()) -> str:
+    before = snapshot(ws)
+    result = grow(*args, cwd=ws, cache=ws / "cache")
+    message = assert_usage_error(result, *needles)
+    assert snapshot(ws) == before, "a failed command changed files on disk"
+    return message
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished training run (a few steps)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = grow("train", "--seed", "resnet8-thin", "--data", "sample", "--subset", "256",
+                  "--budget", "2e9", "--seed-value", "0", "--quiet", "--out", str(out), cwd=out.parent)
+    assert result.returncode == 0, result.stderr
+    assert (out / "checkpoint.pt").is_file() and (out / "config.json").is_file()
+    return out
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_seed_train(ws: Path) -> None:
+    message = run_failing(ws, "train", "--seed", "resnet20-thn", "--budget", "1e10", "--data", "sample",
+                          "--out", str(ws / "new"), needles=("resnet20-thn", "resnet20-thin"))
+    assert "did you mean" in message
+    assert not (ws / "new").exists()
+
+
+def test_unknown_seed_grow(ws: Path) -> None:
+    # no --out: the default run directory (runs/...) must not appear either
+    run_failing(ws, "--seed", "nope", "--budget", "1e10", needles=("nope",))
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "nan", "inf", "junk", "", "1e400", "0T"])
+def test_bad_budget(ws: Path, budget: str) -> None:
+    run_failing(ws, "train", "--seed", "resnet8-thin", "--budget", budget, needles=("budget",))
+
+
+def test_bad_budget_for_growth(ws: Path) -> None:
+    run_failing(ws, "--budget", "-1", needles=("budget",))
+
+
+@pytest.mark.parametrize("command", [["train"], []])
+def test_missing_budget(ws: Path, command: list[str]) -> None:
+    run_failing(ws, *command, "--seed", "resnet8-thin", needles=("--budget",))
+
+
+def test_missing_data_path(ws: Path) -> None:
+    run_failing(ws, "train", "--seed", "resnet8-thin", "--budget", "1e10", "--data", "/nonexistent",
+                needles=("/nonexistent",))
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--subset", "ten"], ["--schedule", "step"],
+                                    ["--eval-every", "0"], ["--device", "cuda:7"]])
+def test_bad_training_options(ws: Path, option: list[str]) -> None:
+    if option[0] == "--device":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device exists here")
+    run_failing(ws, "train", "--seed", "resnet8-thin", "--budget", "1e10", *option)
+
+
+def test_resume_corrupt_checkpoint(ws: Path, real_run: Path) -> None:
+    run = ws / "corrupt"
+    run.mkdir()
+    shutil.copy(real_run / "config.json", run / "config.json")
+    garbage = bytes(range(256)) * 64 + b"definitely not a torch checkpoint"
+    (run / "checkpoint.pt").write_bytes(garbage)
+    run_failing(ws, "train", "--resume", str(run), needles=("checkpoint.pt",))
+    assert (run / "checkpoint.pt").read_bytes() == garbage
+
+
+def test_resume_corrupt_config(ws: Path, real_run: Path) -> None:
+    run = ws / "badconfig"
+    shutil.copytree(real_run, run)
+    (run / "config.json").write_text("{ not json")
+    run_failing(ws, "train", "--resume", str(run), needles=("config.json",))
+
+
+def test_resume_non_run_dir(ws: Path) -> None:
+    other = ws / "photos"
+    other.mkdir()
+    (other / "cat.txt").write_text("meow\n")
+    run_failing(ws, "train", "--resume", str(other), needles=(str(other),))
+
+
+def test_resume_train_run_with_grow(ws: Path, real_run: Path) -> None:
+    run = ws / "trainrun"
+    shutil.copytree(real_run, run)
+    run_failing(ws, "--resume", str(run), needles=("train",))
+
+
+def test_out_existing_non_run_dir(ws: Path) -> None:
+    other = ws / "thesis"
+    (other / "chapters").mkdir(parents=True)
+    (other / "main.tex").write_text("\\documentclass{article}\n")
+    (other / "chapters" / "one.tex").write_text("hello\n")
+    run_failing(ws, "train", "--seed", "resnet8-thin", "--budget", "1e10", "--out", str(other),
+                needles=(str(other),))
+
+
+def test_out_existing_run_suggests_resume(ws: Path, real_run: Path) -> None:
+    run = ws / "existing"
+    shutil.copytree(real_run, run)
+    run_failing(ws, "train", "--seed", "resnet8-thin", "--budget", "1e10", "--out", str(run),
+                needles=("--resume",))
+
+
+def test_resume_and_out_together(ws: Path, real_run: Path) -> None:
+    run = ws / "existing"
+    shutil.copytree(real_run, run)
+    run_failing(ws, "train", "--resume", str(run), "--out", str(ws / "other"), needles=("--resume", "--out"))
+    assert not (ws / "other").exists()
+
+
+@pytest.mark.parametrize("args", [["train", "--bogus"], ["--bogus"], ["seeds", "--seed", "x"],
+                                  ["graph"], ["train", "--schedule"], ["seeds", "--input-size", "0"]])
+def test_bad_options(ws: Path, args: list[str]) -> None:
+    run_failing(ws, *args)
+
+
+def test_graph_unknown_seed(ws: Path) -> None:
+    run_failing(ws, "graph", "--seed", "resnet20-thn", needles=("resnet20-thin",))
+
+
+def test_growth_specific_bad_options(ws: Path) -> None:
+    run_failing(ws, "--budget", "1e10", "--lam", "lots", needles=("--lam",))
+    run_failing(ws, "--budget", "1e10", "--nu", "lots", needles=("--nu",))
+    run_failing(ws, "--budget", "1e10", "--eval-every", "0.1", needles=("--eval-every",))  # train only
+
+
+# --------------------------------------------------------------------------- commands that work
+
+
+def test_seeds_lists_every_seed(ws: Path) -> None:
+    result = grow("seeds", cwd=ws, cache=ws / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in search_spaces.list_seeds():
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.stdout), name
+    assert "40.55M" in result.stdout  # resnet20's MACs at 32x32
+
+
+def test_graph_prints_the_stage_groups(ws: Path) -> None:
+    result = grow("graph", "--seed", "resnet20-thin", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    for group in ("stage1", "stage2", "stage3"):
+        assert re.search(rf"(?<![\w.]){group}(?![\w.])", result.stdout), group
+    assert "stage3.block3.inner" in result.stdout
+    assert "stem.conv" in result.stdout and "fc" in result.stdout
+
+
+@pytest.mark.parametrize("code", [
+    "import sys, growth.cli as c; c.build_parser(); print('torch' in sys.modules)",
+    # parsing a budget does not load torch either (grow --budget 2e17 --help answers at once)
+    "import sys, growth.cli as c; g, s = c.build_parser(); g.parse_args(['--budget', '2e17']); "
+    "s['train'].parse_args(['--budget', '500T', '--seed', 'resnet20']); print('torch' in sys.modules)",
+])
+def test_parser_does_not_import_torch(ws: Path, code: str) -> None:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ws,
+                            env=_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["seeds", "--help"], ["graph", "--help"]])
+def test_help(ws: Path, args: list[str]) -> None:
+    before = snapshot(ws)
+    result = grow(*args, cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and result.stderr == ""
+    assert snapshot(ws) == before
+
+
+def test_grow_script_entry_point(ws: Path) -> None:
+    script = Path(sys.executable).with_name("grow")
+    if not script.exists():
+        pytest.skip("the grow script is not installed next to this python")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=ws, env=_env(),
+                            timeout=120)
+    assert result.returncode == 0 and "budget" in result.stdout
+    result = subprocess.run([str(script), "train", "--budget", "zero"], capture_output=True, text=True,
+                            cwd=ws, env=_env(), timeout=120)
+    assert_usage_error(result, "budget")

@@ -1,0 +1,386 @@
+"""Tests for growth.trainer: the budget ledger stops training exactly, the lr schedule, run files,
+and resume after SIGKILL ending bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from growth.compute import Ledger, measure_cost
+from growth.data import load_dataset, normalize
+from growth.config import TrainConfig
+from growth.trainer import lr_at, next_batch_size, train
+from search_spaces import build_model, create_model, genotype_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+# resnet8-thin on the shipped sample (1x28x28): the training cost of one sample
+SAMPLE_SHAPE = (1, 28, 28)
+
+
+def _sample_cost() -> int:
+    return measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
+
+
+def _env() -> dict[str, str]:
+    """Subprocess environment: one thread (fast on a small busy CPU, and reproducible)."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- budget and run files
+
+
+def _check_budget(summary: dict, per_sample: int) -> None:
+    assert summary["train_flops"] <= summary["budget_flops"]
+    assert summary["budget_flops"] - summary["train_flops"] < per_sample
+    assert summary["train_flops"] == summary["samples"] * per_sample
+
+
+def test_ledger_stops_at_the_budget(tmp_path: Path, one_thread: None) -> None:
+    per_sample = _sample_cost()
+    budget = 6 * 600 * per_sample + 0.37 * per_sample  # ~6 epochs of 600 images, not a whole sample
+    config = TrainConfig(seed="resnet8-thin", data="sample", subset=600, budget_flops=budget,
+                         seed_value=0, eval_every_frac=0.5)
+    out = tmp_path / "run"
+    returned = train(config, out=out)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(returned))
+    assert summary["budget_flops"] == budget
+    _check_budget(summary, per_sample)
+    assert summary["samples"] == 3600 and summary["epochs"] == pytest.approx(6.0)
+    assert summary["steps"] == -(-3600 // config.batch_size)
+    assert summary["forward_flops"] * 3 == per_sample
+    assert summary["macs"] * 2 == summary["forward_flops"]
+    assert 0.0 <= summary["test_acc"] <= 1.0 and 0.0 <= summary["val_acc"] <= 1.0
+    assert summary["eval_flops"] > 0  # recorded, not charged
+
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) >= 2
+    steps = [m["step"] for m in metrics]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert metrics[-1]["step"] == summary["steps"]
+    assert metrics[-1]["train_flops"] == summary["train_flops"]
+    assert all(m["train_flops"] <= budget for m in metrics)
+    assert metrics[-1]["val_acc"] == summary["val_acc"]
+
+    config_json = json.loads((out / "config.json").read_text())
+    assert config_json["kind"] == "train"
+    assert config_json["config"]["seed"] == "resnet8-thin"
+    assert config_json["config"]["budget_flops"] == budget
+    assert TrainConfig.from_dict(config_json["config"]) == config
+    assert "versions" in config_json and "torch" in config_json["versions"]
+    assert "git_commit" in config_json
+    if config_json["git_commit"] is not None:
+        assert re.fullmatch(r"[0-9a-f]{40}", config_json["git_commit"])
+
+    genotype = genotype_from_dict(json.loads((out / "genotype.json").read_text()))
+    assert genotype.compact() == summary["widths"]
+    model = build_model(genotype)
+    state = torch.load(out / "weights.pt", weights_only=True)
+    model.load_state_dict(state)  # strict: every key, every shape
+
+    # the saved weights reproduce the reported test accuracy
+    data = load_dataset("sample", subset=600)
+    model.eval()
+    with torch.no_grad():
+        logits = model(normalize(data.test_x, data.mean, data.std))
+    accuracy = float((logits.argmax(1) == data.test_y).float().mean())
+    assert accuracy == pytest.approx(summary["test_acc"], abs=3 / len(data.test_y))
+
+    assert (out / "checkpoint.pt").is_file()
+    assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_ledger_never_leaves_a_whole_sample(tmp_path: Path, one_thread: None) -> None:
+    """The awkward budget: one batch plus one sample. A last batch of one sample cannot be trained
+    (BatchNorm), but the ledger must still end within one sample's cost of the budget."""
+    per_sample = _sample_cost()
+    budget = (8 + 1 + 0.5) * per_sample
+    config = TrainConfig(seed="resnet8-thin", data="sample", subset=64, batch_size=8,
+                         budget_flops=budget, seed_value=0, eval_every_frac=1.0)
+    summary = train(config, out=tmp_path / "run")
+    _check_budget(summary, per_sample)
+    assert summary["samples"] == 9
+
+
+@pytest.mark.parametrize("available", [None, 3, 4, 5, 64, 128, 1000])
+@pytest.mark.parametrize("batch_size", [2, 3, 4, 128])
+@pytest.mark.parametrize("affordable", [0, 1, 2, 3, 4, 5, 6, 17, 129, 130, 131, 257, 1000])
+def test_batch_choice_spends_every_whole_sample(batch_size: int, affordable: int, available: int | None) -> None:
+    """The loop's batch choice, replayed on a bare ledger: batches of 2..batch_size (+1 once, to
+    absorb a lone last sample), never more than the training images, and the run ends less than
+    one sample short of the budget."""
+    per_sample = 1000.0
+    ledger = Ledger(budget_flops=(affordable + 0.25) * per_sample)
+    batches = []
+    while True:
+        batch = next_batch_size(batch_size, ledger.affordable_samples(per_sample), available)
+        if batch < 2:
+            break
+        ledger.charge(batch * per_sample, batch)
+        batches.append(batch)
+    limit = batch_size if available is None else min(batch_size, available)
+    assert all(2 <= b <= limit + 1 for b in batches)
+    assert available is None or all(b <= available for b in batches)
+    assert all(b == limit for b in batches[:-2])
+    assert sum(batches) == (affordable if affordable >= 2 else 0)
+    assert ledger.budget_flops - ledger.spent_flops < per_sample or affordable < 2
+
+
+def test_batch_never_exceeds_the_training_set(tmp_path: Path, one_thread: None) -> None:
+    """A training set smaller than the batch: every step trains (and is charged) at most all of it."""
+    per_sample = _sample_cost()
+    config = TrainConfig(seed="resnet8-thin", data="sample", subset=20, batch_size=128,
+                         budget_flops=50.5 * per_sample, seed_value=0, eval_every_frac=1.0)
+    summary = train(config, out=tmp_path / "run")
+    _check_budget(summary, per_sample)
+    assert summary["samples"] == 50
+    assert summary["steps"] == 3  # 20 + 20 + 10, not one "batch" of 50 drawn from 20 images
+
+
+# --------------------------------------------------------------------------- learning-rate schedule
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_lr_reaches_zero_at_the_end(schedule: str) -> None:
+    config = TrainConfig(lr=0.1, warmup_frac=0.05, schedule=schedule)
+    assert lr_at(config, 1.0) == pytest.approx(0.0, abs=1e-15)
+    assert lr_at(config, 0.999) < 0.01 * config.lr
+    assert lr_at(config, 0.05) == pytest.approx(config.lr)
+    lrs = [lr_at(config, f / 1000) for f in range(50, 1001)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # non-increasing after warm-up
+    assert all(lr >= 0 for lr in lrs)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_lr_warmup_increases_to_the_peak(schedule: str) -> None:
+    config = TrainConfig(lr=0.2, warmup_frac=0.1, schedule=schedule)
+    fractions = [i / 1000 for i in range(0, 100)]
+    lrs = [lr_at(config, f) for f in fractions]
+    assert all(0 < lr <= config.lr for lr in lrs)
+    assert all(a < b for a, b in zip(lrs, lrs[1:]))  # strictly increasing
+    assert lrs[0] < 0.05 * config.lr
+    assert lr_at(config, 0.0999) == pytest.approx(config.lr, rel=0.01)  # continuous at the peak
+    assert lr_at(config, 0.1) == pytest.approx(config.lr)
+    # over the whole budget: rises to the peak, never past it, then never rises again
+    curve = [lr_at(config, f / 10000) for f in range(10001)]
+    top = curve.index(max(curve))
+    assert max(curve) <= config.lr
+    assert all(a <= b for a, b in zip(curve[:top], curve[1:top + 1]))
+    assert all(a >= b for a, b in zip(curve[top:], curve[top + 1:]))
+
+
+def test_lr_constant_schedule_holds_the_peak() -> None:
+    config = TrainConfig(lr=0.05, warmup_frac=0.1, schedule="constant")
+    for fraction in (0.1, 0.5, 0.99, 1.0):
+        assert lr_at(config, fraction) == config.lr
+
+
+def test_lr_without_warmup_starts_at_the_peak() -> None:
+    config = TrainConfig(lr=0.1, warmup_frac=0.0, schedule="cosine")
+    assert lr_at(config, 0.0) == pytest.approx(config.lr)
+    assert lr_at(config, 0.5) == pytest.approx(0.05)
+    assert lr_at(config, 1.0) == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_lr_decay_start_holds_the_peak(schedule: str) -> None:
+    config = TrainConfig(lr=0.1, warmup_frac=0.05, schedule=schedule, decay_start_frac=0.5)
+    for fraction in (0.05, 0.1, 0.3, 0.49, 0.5):
+        assert lr_at(config, fraction) == pytest.approx(config.lr), fraction
+    assert lr_at(config, 0.6) < config.lr
+    assert lr_at(config, 0.75) == pytest.approx(0.05)  # half-way through the decay, both schedules
+    assert lr_at(config, 1.0) == pytest.approx(0.0, abs=1e-15)
+    lrs = [lr_at(config, f / 100) for f in range(50, 101)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+# --------------------------------------------------------------------------- resume after SIGKILL
+
+# ~11k samples of resnet8-thin on 1,000 sample images: ~5 s of training on one core (~10 s a run)
+RESUME_BUDGET = "4e10"
+RESUME_ARGS = ["train", "--seed", "resnet8-thin", "--data", "sample", "--subset", "1000",
+               "--budget", RESUME_BUDGET, "--seed-value", "0", "--eval-every", "0.1", "--quiet"]
+
+
+def _grow(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "growth.cli", *args], capture_output=True, text=True,
+                          env=_env(), timeout=300, **kwargs)
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "growth.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+
+
+def _metric_lines(run: Path) -> int:
+    try:
+        return len((run / "metrics.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("resume") / "A"
+    result = _grow(*RESUME_ARGS, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    wa = torch.load(a / "weights.pt", weights_only=True)
+    wb = torch.load(b / "weights.pt", weights_only=True)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), f"{key} differs after resume"
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    assert sa["train_flops"] == sb["train_flops"]
+    for key in ("samples", "steps", "val_acc", "test_acc", "widths", "epochs"):
+        assert sa[key] == sb[key], key
+    ma = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    drop = ("images_per_s", "time_s")  # wall-clock fields
+    assert [{k: v for k, v in m.items() if k not in drop} for m in ma] == \
+        [{k: v for k, v in m.items() if k not in drop} for m in mb]
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "B"
+    proc = _start(*RESUME_ARGS, "--out", str(out))
+    try:
+        deadline = time.monotonic() + 240
+        while _metric_lines(out) < 3:
+            assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "run too slow to reach 3 evaluations"
+            time.sleep(0.02)
+    finally:
+        _kill(proc)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists(), "killed too late: the run had already finished"
+
+    result = _grow("train", "--resume", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    _assert_same_run(full_run, out)
+    assert json.loads((out / "config.json").read_text()) == json.loads((full_run / "config.json").read_text())
+
+
+def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "B"
+    delay = random.uniform(0.0, 8.0)
+    proc = _start(*RESUME_ARGS, "--out", str(out))
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.pt").exists():  # resumable from here on
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(delay)
+    finally:
+        _kill(proc)
+
+    result = _grow("train", "--resume", str(out), "--quiet")
+    assert result.returncode == 0, f"delay {delay:.3f}s: {result.stderr}"
+    _assert_same_run(full_run, out)
+
+
+def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
+    """Kill, resume, kill the resumed run, resume again: still the uninterrupted result."""
+    out = tmp_path / "B"
+    proc = _start(*RESUME_ARGS, "--out", str(out))
+    try:
+        deadline = time.monotonic() + 240
+        while _metric_lines(out) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        _kill(proc)
+    proc = _start("train", "--resume", str(out), "--quiet")
+    try:
+        deadline = time.monotonic() + 240
+        while _metric_lines(out) < 6:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        _kill(proc)
+    assert not (out / "summary.json").exists()
+    result = _grow("train", "--resume", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    _assert_same_run(full_run, out)
+
+
+def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "done"
+    shutil.copytree(full_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = _grow("train", "--resume", str(run), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == sorted(before)  # no new files
+    for name in ("config.json", "metrics.jsonl", "summary.json", "genotype.json"):
+        assert (run / name).read_bytes() == before[name], name
+    _assert_same_run(full_run, run)
+
+
+GROW_ARGS = ["--seed", "resnet8-thin", "--data", "sample", "--subset", "1000", "--budget", "6e10",
+             "--seed-value", "0", "--check-every", "0.05", "--quiet"]
+
+
+def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    """Growth initialises new filters from torch's global RNG: a resumed growth run must draw the
+    same ones (nothing else, e.g. pricing a candidate architecture, may consume that stream)."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    result = _grow(*GROW_ARGS, "--out", str(a))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (a / "growth.jsonl").read_text().splitlines()]
+    first_growth = min(e["step"] for e in events if e["event"] in ("widen", "deepen"))
+    metrics = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    # kill after an evaluation that comes before the first growth, so growth happens after resume
+    kill_after = sum(1 for m in metrics if m["step"] < first_growth)
+    assert kill_after >= 1, "this budget grows at the very first check; the test needs a later growth"
+
+    proc = _start(*GROW_ARGS, "--out", str(b))
+    try:
+        deadline = time.monotonic() + 240
+        while _metric_lines(b) < kill_after:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        _kill(proc)
+    assert not (b / "summary.json").exists()
+    result = _grow("--resume", str(b), "--quiet")
+    assert result.returncode == 0, result.stderr
+    _assert_same_run(a, b)
+    assert (a / "growth.jsonl").read_text() == (b / "growth.jsonl").read_text()
