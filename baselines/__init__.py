@@ -85,9 +85,5 @@ def _load_all() -> None:
     # Importing the modules registers their methods; done lazily so that `grow --help` stays fast.
     import importlib
 
-    for module in ("fixed", "slimming", "dessilbi_prune", "sss", "scs", "grow_method"):
-        try:
-            importlib.import_module(f"baselines.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"baselines.{module}":
-                raise
+    for module in ("fixed", "grow_method", "scs", "sss", "slimming", "dessilbi_prune"):
+        importlib.import_module(f"baselines.{module}")

@@ -1,0 +1,196 @@
+"""``dessilbi-prune[:<seed>]``: train the full network with DessiLBI, keep supp(Γ), fine-tune.
+
+1. Train the full network (default seed ``resnet20``) with DessiLBI (group penalty on every conv's
+   filters; see :mod:`growth.dessilbi`). ν and κ come from the base config (reference ν = 100, κ = 1).
+2. At the first evaluation with ``prune_frac`` (default 0.5) of the budget spent:
+
+   * no MACs target (default): keep exactly the filters in supp(Γ); a channel of a coupled group is
+     kept when any of the group's producer filters is in the support. A group with an empty support
+     keeps its single best-ranked channel (ranking below), so that no layer disappears.
+   * with ``options.target_macs``: rank channels by when they entered supp(Γ), earlier = more
+     important, and prune globally to the target (see :mod:`baselines.pruning`). A producer filter's
+     score is ``1 + (t − entry)/t`` at step ``t`` if it ever entered, else ``min(‖V_g‖/λ, 1)`` (never
+     entered: last, closest to entering first); a channel takes its best producer's score.
+
+3. Fine-tune with the penalties switched off: every param group's ``penalty`` is set to ``None``, so
+   DessiLBI is plain momentum SGD (W ← W − ακ·m); V, Γ and entry steps are dropped. This lives in the
+   optimizer's param groups, hence in its state_dict and in every later checkpoint.
+
+**λ calibration** (``lam="auto"``, the default), once before the first step, one λ per conv layer
+(each conv gets its own DessiLBI param group). A filter enters supp(Γ) when ‖V_g‖ exceeds λ, where
+``V_g = Σ_t α_t (W_g,t − Γ_g,t)/ν``. Before entry Γ_g = 0 and the coupling shrinks W_g like a weight
+decay 1/ν, so a filter that the loss neither grows nor shrinks has, at the prune point (step T),
+
+    ‖V_g‖ = ‖W_g,0‖ · D / ν,   D = Σ_{t<T} α_t Π_{s<t} (1 − α_s κ/ν)
+
+(α_t: the schedule's learning rates, warm-up included). The rule is
+
+    λ_layer = lam_scale · median_{g in layer} ‖W_g,0‖ · D / ν        (lam_scale = 1 by default)
+
+so in every layer the filters that end up with a larger ‖Σ_t α_t W_g,t‖ than a median filter left
+to the coupling alone are in supp(Γ) by the prune point and the others are not: a strict, non-empty
+subset of each layer (on short sample-data runs about half of every ResNet-20 conv; more in VGG's
+first layers). Per layer rather than one global median because initial filter norms differ by layer
+(Kaiming init: ‖W_g‖ ≈ √(2·c_in/c_out)) and, with BatchNorm after every conv, a filter's scale is not
+comparable across layers: in the same runs, a global λ left the downsampling convs with an empty
+support while whole other layers were full, whatever its value. ν and κ come from the config; a numeric ``lam`` is used for
+every layer as is. The λ values are in the controller's state and in summary.json.
+
+Learning rate: warm-up, constant until the prune point, cosine decay to 0 over the fine-tuning.
+Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``lam`` (a number, or ``"auto"``),
+``lam_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from growth.config import ConfigError, TrainConfig
+from growth.graph import channel_groups
+
+from . import MethodOptions, register_method
+from .pruning import (PruneOnceController, group_scores, method_options, prune_to_keep, prune_to_macs,
+                      pruning_config)
+
+if TYPE_CHECKING:
+    from growth.trainer import Trainer
+
+DEFAULT_SEED = "resnet20"
+
+
+class DessiLBIPruneController(PruneOnceController):
+    """Reads DessiLBI's Γ at the prune point; afterwards DessiLBI runs with the penalties off."""
+
+    method = "dessilbi-prune"
+
+    def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None,
+                 lam: float | str = "auto", lam_scale: float = 1.0):
+        super().__init__(prune_frac, target_macs)
+        self.lam_setting, self.lam_scale = lam, lam_scale
+        self.lam: dict[str, float] | None = None   # conv name -> λ, fixed before the first step
+
+    def extra_state(self) -> dict:
+        return {"lam": self.lam, "lam_setting": self.lam_setting, "lam_scale": self.lam_scale}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.lam, self.lam_setting, self.lam_scale = state["lam"], state["lam_setting"], state["lam_scale"]
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    def attach(self, trainer: Trainer) -> None:
+        super().attach(trainer)
+        if self.lam is not None:
+            return  # resumed: the optimizer's param groups (restored from the checkpoint) carry λ
+        convs = penalised_convs(trainer)
+        if self.lam_setting == "auto":
+            self.lam = calibrate_lam(trainer, self.prune_frac, self.lam_scale)
+        else:
+            self.lam = {name: float(self.lam_setting) for name in convs}
+        split_lam_groups(trainer.optimizer, convs, self.lam)
+
+    # -- the prune ------------------------------------------------------------------------------------
+
+    def prune(self, trainer: Trainer) -> dict:
+        model, opt = trainer.model, trainer.optimizer
+        modules = dict(model.named_modules())
+        groups = channel_groups(model)
+        t = max(1, opt.step_count)
+        support, filter_scores = {}, {}
+        for g in groups:
+            for conv in g.producers:
+                w = modules[conv].weight
+                support[conv] = opt.support(w).cpu()
+                entry = opt.entry_steps(w).cpu()
+                v = opt.state.get(w, {}).get("V", torch.zeros_like(w))
+                closeness = (v.flatten(1).norm(dim=1).cpu() / self.lam[conv]).clamp(max=1.0)
+                filter_scores[conv] = torch.where(entry >= 0, 1 + (t - entry).float() / t, closeness)
+        scores = group_scores(model, filter_scores, reduce="max")
+        supported = {g.name: torch.stack([support[p] for p in g.producers]).any(0) for g in groups}
+        detail: dict = {"support": {name: int(s.sum()) for name, s in supported.items()}}
+        if self.target_macs is None:
+            keep, empty = {}, []
+            for g in groups:
+                kept = supported[g.name].nonzero().flatten()
+                if kept.numel() == 0:
+                    empty.append(g.name)
+                    kept = scores[g.name].argmax().view(1)
+                keep[g.name] = kept
+            prune_to_keep(model, keep, opt)
+            detail["empty_support_groups"] = empty
+        else:
+            plan = prune_to_macs(model, scores, self.target_macs, trainer.input_shape, opt)
+            detail.update(threshold=plan.threshold, channels_pruned=plan.pruned, target_reached=plan.reached)
+        switch_penalties_off(opt)
+        return detail
+
+    def summary(self) -> dict:
+        return {**super().summary(), "lam": self.lam, "lam_scale": self.lam_scale}
+
+
+def penalised_convs(trainer: Trainer) -> dict[str, torch.nn.Parameter]:
+    """Conv name -> its weight, for every weight DessiLBI penalises (group penalty)."""
+    weights = {id(p) for p in trainer.optimizer.penalised_params()}
+    return {name: m.weight for name, m in trainer.model.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and id(m.weight) in weights}
+
+
+def calibrate_lam(trainer: Trainer, prune_frac: float, lam_scale: float = 1.0) -> dict[str, float]:
+    """λ per conv layer: ``lam_scale · median‖W_g,0‖ · D / ν`` (see the module docstring)."""
+    from growth.trainer import lr_at
+
+    cfg = trainer.config
+    batch = min(cfg.batch_size, len(trainer.data.train_y))
+    steps = max(1, math.ceil(prune_frac * cfg.budget_flops / (trainer.cost.train_flops_per_sample * batch)))
+    # D = Σ_t α_t Π_{s<t}(1 − α_s κ/ν): the learning-rate sum, discounted by the coupling's decay.
+    discounted, decay = 0.0, 1.0
+    for i in range(steps):
+        alpha = lr_at(cfg, prune_frac * i / steps)
+        discounted += alpha * decay
+        decay *= max(0.0, 1 - alpha * cfg.kappa / cfg.nu)
+    return {name: lam_scale * float(w.detach().flatten(1).norm(dim=1).median()) * discounted / cfg.nu
+            for name, w in penalised_convs(trainer).items()}
+
+
+def split_lam_groups(opt: torch.optim.Optimizer, convs: dict[str, torch.nn.Parameter],
+                     lam: dict[str, float]) -> None:
+    """One DessiLBI param group per penalised conv, carrying that layer's λ.
+
+    Checkpoints keep the groups (``Trainer.save_checkpoint`` records each group's parameter names and
+    the optimizer's state_dict their hyperparameters), so a resumed run has the same λ per layer.
+    """
+    name_of = {id(w): name for name, w in convs.items()}
+    groups = []
+    for group in opt.param_groups:
+        if group["penalty"] is None:
+            groups.append(group)
+            continue
+        for p in group["params"]:
+            groups.append({**group, "params": [p], "lam": lam[name_of[id(p)]]})
+    opt.param_groups[:] = groups
+
+
+def switch_penalties_off(opt: torch.optim.Optimizer) -> None:
+    """DessiLBI without penalties: momentum SGD. Drops V, Γ and entry steps (meaningless from now on)."""
+    for group in opt.param_groups:
+        group["penalty"] = None
+    for state in opt.state.values():
+        for key in ("V", "gamma", "entry_step"):
+            state.pop(key, None)
+
+
+@register_method("dessilbi-prune")
+def dessilbi_prune(base: TrainConfig, seed: str | None, options: MethodOptions):
+    opts = method_options(options.extra, "dessilbi-prune", ("prune_frac", "lam", "lam_scale"))
+    prune_frac = float(opts.get("prune_frac", 0.5))
+    lam = opts.get("lam", "auto")
+    if lam != "auto" and not float(lam) > 0:
+        raise ConfigError(f"dessilbi-prune lam must be positive or auto, got {lam}")
+    lam_scale = float(opts.get("lam_scale", 1.0))
+    if not lam_scale > 0:
+        raise ConfigError(f"dessilbi-prune lam_scale must be positive, got {lam_scale}")
+    config = pruning_config(base, seed=seed or DEFAULT_SEED, optimizer="dessilbi", prune_frac=prune_frac,
+                            lam=lam)
+    return config, DessiLBIPruneController(prune_frac, options.target_macs, lam, lam_scale)
