@@ -60,6 +60,7 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
         raise RunError(f"{out} exists, is not empty and holds no bench; choose another --out")
     else:
         record = {"settings": settings, "cells": {}}
+    atomic_write_json(record_path, record)  # the directory is a bench from its first moment
 
     from growth.data import load_dataset
 
