@@ -136,9 +136,10 @@ def _resolve(model: nn.Module, group: str | ChannelGroup) -> ChannelGroup:
 
 
 def _is_channels_last(model: nn.Module) -> bool:
-    weight = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return weight is not None and weight.dim() == 4 and weight.is_contiguous(
-        memory_format=torch.channels_last) and not weight.is_contiguous()
+    # A conv with one input channel (e.g. a grayscale stem) is contiguous in both layouts, so look
+    # for any weight that is strictly channels_last.
+    return any(m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
+               for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 def resized_genotype(genotype, group: ChannelGroup, keep: torch.Tensor, n_new: int):
