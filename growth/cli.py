@@ -159,18 +159,10 @@ def _check_run_args(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     _check_run_args(args)  # before the imports below (torch): a usage error answers at once
     from .config import TrainConfig
-    from .display import make_display
     from .trainer import build_trainer, prepare
 
     config, store, resuming = prepare(_train_config(args, TrainConfig), args.out, args.resume, kind="train")
-    display = make_display(args.quiet)
-    try:
-        summary = build_trainer(config, store, resuming, display=display).fit()
-    finally:
-        if display is not None:
-            display.close()
-    _print_summary(summary, store.path)
-    return 0
+    return _run(args, store, lambda display: build_trainer(config, store, resuming, display=display).fit())
 
 
 def cmd_grow(args: argparse.Namespace) -> int:
@@ -181,7 +173,6 @@ def cmd_grow(args: argparse.Namespace) -> int:
         raise UsageError(f"--lam must be a number or auto, got {args.lam!r}") from None
     from .config import GrowConfig
     from .controller import grow
-    from .display import make_display
     from .trainer import prepare
 
     config = _train_config(
@@ -190,9 +181,16 @@ def cmd_grow(args: argparse.Namespace) -> int:
         min_final_epochs=args.min_final_epochs, max_width_mult=args.max_width_mult,
         max_blocks=args.max_blocks, deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
     config, store, resuming = prepare(config, args.out, args.resume, kind="grow")
+    return _run(args, store, lambda display: grow(config, store, resuming, display=display))
+
+
+def _run(args: argparse.Namespace, store, fit) -> int:
+    """Run ``fit(display)`` with the progress display, then print the summary."""
+    from .display import make_display
+
     display = make_display(args.quiet)
     try:
-        summary = grow(config, store, resuming, display=display)
+        summary = fit(display)
     finally:
         if display is not None:
             display.close()

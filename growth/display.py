@@ -13,7 +13,7 @@ from typing import Any
 
 def _si(value: float) -> str:
     for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
+        if abs(value) >= scale * 0.9995:  # so that 999.99G prints as 1T, not 1e+03G
             return f"{value / scale:.3g}{unit}"
     return f"{value:.3g}"
 

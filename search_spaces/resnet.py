@@ -86,14 +86,19 @@ class CifarResNet(nn.Module):
             prev = stage.width
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(prev, genotype.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.stem(x))
         x = self.stages(x)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def init_convs(model: nn.Module) -> None:
+    """He (fan-out) initialisation of every conv, as in torchvision's ResNets."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def make_block(genotype: ResNetGenotype, s: int, b: int, c_in: int) -> BasicBlock:

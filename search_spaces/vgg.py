@@ -19,7 +19,7 @@ from torch import nn
 
 from .genotype import VGGGenotype
 from .registry import register_model
-from .resnet import ConvBN
+from .resnet import ConvBN, init_convs
 
 
 class VGG(nn.Module):
@@ -35,9 +35,7 @@ class VGG(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(prev, genotype.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:

@@ -32,14 +32,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomise_bn(model: torch.nn.Module) -> None:
     """Non-trivial BatchNorm parameters and statistics, so that pruning the wrong channel shows."""
     for m in model.modules():

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import search_spaces
 from baselines import MethodOptions, configure, parse_method
 from baselines.scs import SCSController, resnet_forward_flops
 from growth.compute import measure_cost

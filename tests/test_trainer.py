@@ -40,14 +40,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- budget and run files
 
 
