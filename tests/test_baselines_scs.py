@@ -25,12 +25,7 @@ SCS_SETTINGS = {"space": SPACE, "seed_blocks": 1}
 BUDGET = 4e10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _configure(spec: str = "scs", settings: dict | None = None, target: float | None = None,

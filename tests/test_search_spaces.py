@@ -27,13 +27,7 @@ from search_spaces import (
 SEEDS = list_seeds()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: fast and reproducible on a small, possibly busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _perturb_bn(model: nn.Module, gen: torch.Generator) -> None:
