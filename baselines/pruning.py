@@ -266,15 +266,14 @@ class PruneOnceController:
         if self.phase != "train" or trainer.ledger.fraction_spent < self.prune_frac - 1e-9:
             return
         model = trainer.model
-        probe = probe_batch(trainer)
-        logits_before = logits(model, probe)
+        probe = trainer.probe_batch()
+        logits_before = trainer.eval_logits(probe)
         old_widths, before = model.genotype.compact(), trainer.cost
         detail = self.prune(trainer)
         self.phase = "finetune"
         after = trainer.cost
         # Relative change of the network function on validation images (0: pruning was exact).
-        change = float((logits(trainer.model, probe) - logits_before).norm()
-                       / logits_before.norm().clamp_min(1e-12))
+        change = trainer.output_change(probe, logits_before)
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         self.event = {
             "event": "prune", "method": self.method, "step": trainer.state.step,
@@ -291,20 +290,3 @@ class PruneOnceController:
                 "pruned_at_step": event.get("step"), "pruned_at_fraction": event.get("fraction"),
                 "macs_before_prune": event.get("old_macs"),
                 "val_acc_after_prune": event.get("val_acc_after")}
-
-
-def probe_batch(trainer: Trainer, n: int = 256) -> torch.Tensor:
-    """Up to ``n`` normalised validation images (training images when there is no validation split)."""
-    from growth.data import normalize
-
-    images = trainer.data.val_x if len(trainer.data.val_x) else trainer.data.train_x
-    x = normalize(images[:n], trainer.data.mean, trainer.data.std)
-    if trainer.config.channels_last and trainer.device.type != "mps":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-@torch.no_grad()
-def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return model(x).float()

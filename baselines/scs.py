@@ -505,7 +505,7 @@ class SCSController:
                 remove_block(model, s, b, opt)
         if model.genotype != expected:  # pragma: no cover - a bug in the bookkeeping above
             raise RuntimeError(f"extraction made {model.genotype.compact()}, expected {expected.compact()}")
-        if trainer.config.channels_last and trainer.device.type != "mps":
+        if trainer.channels_last:
             # The layout a resumed run rebuilds the model in: pruning cannot tell the layout of a
             # 1-channel-input model and leaves some weights in the default one, which changes float
             # rounding; the Parameter objects (and so the optimizer's references) are kept.

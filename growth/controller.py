@@ -168,9 +168,9 @@ class GrowthController:
 
     def _apply(self, trainer: Trainer, plan: list[tuple], ratios: dict[str, float], val_acc: float) -> None:
         model, opt = trainer.model, trainer.optimizer
-        probe = _probe_batch(trainer)
+        probe = trainer.probe_batch()
         for action, target, n in plan:
-            before = _logits(model, probe)
+            before = trainer.eval_logits(probe)
             old = {g.name: g.width for g in channel_groups(model)}
             if action == "widen":
                 widen(model, target, n, opt)
@@ -182,7 +182,7 @@ class GrowthController:
                 self.newest_block[target] = block
                 detail = {"stage": target + 1, "new_block": block + 1,
                           "ratio": round(ratios[f"stage{target + 1}"], 4)}
-            change = float((_logits(model, probe) - before).norm() / before.norm().clamp_min(1e-12))
+            change = trainer.output_change(probe, before)
             self.events += 1
             cost = trainer.cost
             trainer.store.append_jsonl("growth.jsonl", {
@@ -202,21 +202,6 @@ class GrowthController:
 
 def _penalised(trainer: Trainer):
     return [p for g in trainer.optimizer.param_groups if g.get("penalty") == "group" for p in g["params"]]
-
-
-def _probe_batch(trainer: Trainer) -> torch.Tensor:
-    from .data import normalize
-
-    x = normalize(trainer.data.val_x[:256], trainer.data.mean, trainer.data.std)
-    if trainer.config.channels_last and trainer.device.type != "mps":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-@torch.no_grad()
-def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return model(x).float()
 
 
 def grow(config: GrowConfig, store: RunStore, resuming: bool, display: Any = None) -> dict:

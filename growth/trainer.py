@@ -138,9 +138,8 @@ class Trainer:
         self.config, self.store, self.device = config, store, device
         self.controller, self.display = controller, display
         self.data = data.to(device)
-        self.model = model.to(device)
-        if config.channels_last and device.type != "mps":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = config.channels_last and device.type != "mps"
+        self.model = self.place(model)
         self.optimizer = make_optimizer(config, self.model)
         self.ledger = Ledger(config.budget_flops)
         self.state = LoopState(next_eval_frac=config.eval_every_frac)
@@ -198,9 +197,7 @@ class Trainer:
             self.permutation = torch.randperm(len(data.train_y), generator=self.order_gen)
         index = self.permutation[self.state.position:self.state.position + batch].to(self.device)
         self.state.position += batch
-        x = normalize(augment(data.train_x[index], self.aug_gen), data.mean, data.std)
-        if config.channels_last and self.device.type != "mps":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.model_input(augment(data.train_x[index], self.aug_gen))
         y = data.train_y[index]
         fraction = self.ledger.fraction_spent
         for group in self.optimizer.param_groups:
@@ -220,6 +217,31 @@ class Trainer:
         # One sync per step for the display; cheap next to a step on any device.
         return float(loss.detach()), int((logits.argmax(1) == y).sum())
 
+    def place(self, model: nn.Module) -> nn.Module:
+        """The model on the training device, in the memory layout the inputs use."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def model_input(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 images on the device -> normalised float batch in the model's memory layout."""
+        x = normalize(x_uint8, self.data.mean, self.data.std)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def probe_batch(self, n: int = 256) -> torch.Tensor:
+        """Up to ``n`` validation images (training images when there is no validation split), used
+        to measure how much an edit of the architecture changes the network's output."""
+        images = self.data.val_x if len(self.data.val_x) else self.data.train_x
+        return self.model_input(images[:n])
+
+    @torch.no_grad()
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return self.model(x).float()
+
+    def output_change(self, probe: torch.Tensor, before: torch.Tensor) -> float:
+        """Relative change of the eval-mode logits on ``probe`` since ``before`` (0: an exact edit)."""
+        return float((self.eval_logits(probe) - before).norm() / before.norm().clamp_min(1e-12))
+
     def _hook(self, name: str) -> Any:
         method = getattr(self.controller, name, None)
         return method(self) if method is not None else None
@@ -230,9 +252,7 @@ class Trainer:
         self.model.eval()
         correct = 0
         for start in range(0, len(y_all), batch):
-            x = normalize(x_all[start:start + batch], self.data.mean, self.data.std)
-            if self.config.channels_last and self.device.type != "mps":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = self.model_input(x_all[start:start + batch])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 correct += int((self.model(x).argmax(1) == y_all[start:start + batch]).sum())
         self.ledger.record_eval(len(y_all) * self.cost.forward_flops)
@@ -313,9 +333,7 @@ class Trainer:
         try:
             model = build_model(genotype_from_dict(state["genotype"]))
             model.load_state_dict(state["model"])
-            self.model = model.to(self.device)
-            if self.config.channels_last and self.device.type != "mps":
-                self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.place(model)
             self.optimizer = make_optimizer(self.config, self.model)
             params = dict(self.model.named_parameters())
             for group, group_names in zip(self.optimizer.param_groups, state["optimizer_params"]):
