@@ -11,6 +11,8 @@ Method specs, as ``grow bench --methods`` takes them::
     grow                  DessiLBI growth from resnet20-thin (growth.controller)
     fixed:<seed>          SGD on a fixed architecture; fixed:timm:<name> or timm:<name> for references
     uniform:<seed>        the seed scaled uniformly in width to a MACs target
+    width:<seed>@<mult>   the seed scaled uniformly in width by <mult>, SGD
+    frontier:<seed>       shorthand for width:<seed>@m for several m (grow bench --frontier-mults)
     scs                   Structured Continuous Sparsification growth
     sss                   Sparse Structure Selection
     slimming              Network Slimming
@@ -70,9 +72,34 @@ def parse_method(text: str) -> MethodSpec:
     _load_all()
     if name not in _METHODS:
         raise ValueError(f"unknown method {text!r}; methods: {', '.join(sorted(_METHODS))}")
-    if name in ("fixed", "uniform") and not arg:
+    if name in ("fixed", "uniform", "width") and not arg:
         raise ValueError(f"method {name} needs a seed, e.g. {name}:resnet20")
+    if name == "width":
+        from .fixed import split_width_arg
+
+        split_width_arg(arg)
     return MethodSpec(name, arg or None)
+
+
+DEFAULT_FRONTIER_MULTS = (1.0, 1.25, 1.5, 1.75, 2.0)   # width x1 .. x2, i.e. MACs x1 .. ~x4
+
+
+def expand_methods(texts: list[str], frontier_mults: tuple[float, ...] = DEFAULT_FRONTIER_MULTS) -> list[str]:
+    """Method specs with every ``frontier:<seed>`` replaced by its ``width:<seed>@<mult>`` cells.
+
+    >>> expand_methods(["grow", "frontier:resnet20-thin"], (1.0, 1.5))
+    ['grow', 'width:resnet20-thin@1', 'width:resnet20-thin@1.5']
+    """
+    out = []
+    for text in texts:
+        name, _, seed = text.strip().partition(":")
+        if name == "frontier":
+            if not seed:
+                raise ValueError("method frontier needs a seed, e.g. frontier:resnet20-thin")
+            out += [f"width:{seed}@{m:g}" for m in frontier_mults]
+        else:
+            out.append(text.strip())
+    return out
 
 
 def configure(spec: MethodSpec, base, options: MethodOptions | None = None):

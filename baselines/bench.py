@@ -12,6 +12,13 @@ A cell with a ``summary.json`` is finished and skipped; a cell with a checkpoint
 ``grow bench`` can be re-run with the same arguments after any interruption. ``grow`` cells run
 first: ``uniform:<seed>`` and the pruning methods take the grown network's MACs (same seed value)
 as their size target unless ``--target-macs`` is given.
+
+``width:<seed>@<mult>`` cells (``frontier:<seed>`` expands to several) trace the *frontier*: the seed
+at fixed widths, trained with SGD at the same budget. Every row of the report carries its frontier
+gap: test accuracy minus the frontier's, interpolated linearly in log MACs at the row's MACs, per
+seed value (against the frontier cells of the same seed value), then mean ± std over seeds.
+Settings that shape a cell (budget, data, subset, validation size, size target) must match when a
+bench is continued; methods and seeds may be added.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
 from . import MethodOptions, MethodSpec, configure, parse_method
 
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs")
+SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")
 
 
 def cell_dir(root: Path, spec: MethodSpec, seed: int) -> Path:
@@ -46,15 +54,20 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
 
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
-                "methods": [str(s) for s in specs], "seeds": seeds, "target_macs": target_macs}
+                "val_size": base.val_size, "methods": [str(s) for s in specs], "seeds": seeds,
+                "target_macs": target_macs}
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "bench.json"
     if record_path.exists():
         record = RunStore(out).read_json("bench.json")
-        for key in ("budget_flops", "data", "subset"):
-            if record["settings"].get(key) != settings[key]:
-                raise RunError(f"{out} holds a bench with {key}={record['settings'].get(key)}; "
+        old = record["settings"]
+        for key in SHAPING_SETTINGS:
+            if old.get(key) != settings[key]:
+                raise RunError(f"{out} holds a bench with {key}={old.get(key)}; "
                                f"this one has {settings[key]}: choose another --out")
+        # Continuing a bench may add methods and seeds; the table keeps the earlier ones.
+        settings["methods"] = list(dict.fromkeys(old["methods"] + settings["methods"]))
+        settings["seeds"] = sorted(set(old["seeds"]) | set(seeds))
         record["settings"] = settings
     elif any(out.iterdir()):
         raise RunError(f"{out} exists, is not empty and holds no bench; choose another --out")
@@ -123,8 +136,53 @@ def _depth(widths: Any) -> str:
     return "-"
 
 
+def is_frontier(method: str) -> bool:
+    return method.startswith("width:")
+
+
+def frontier_points(cells: list[dict]) -> list[tuple[float, float]]:
+    """(MACs, mean test accuracy) of the frontier cells among ``cells``, by MACs."""
+    by_method: dict[str, list[dict]] = {}
+    for c in cells:
+        if is_frontier(c["method"]):
+            by_method.setdefault(c["method"], []).append(c)
+    return sorted((_mean_std([c["macs"] for c in cs])[0], _mean_std([c["test_acc"] for c in cs])[0])
+                  for cs in by_method.values())
+
+
+def interpolate(points: list[tuple[float, float]], macs: float) -> float | None:
+    """The frontier's accuracy at ``macs``, linear in log MACs; None outside the measured range.
+
+    >>> interpolate([(1e6, 0.6), (4e6, 0.7)], 2e6)
+    0.65
+    """
+    if not points or not points[0][0] * (1 - 1e-3) <= macs <= points[-1][0] * (1 + 1e-3):
+        return None
+    if len(points) == 1 or macs <= points[0][0]:
+        return points[0][1]
+    for (m0, a0), (m1, a1) in zip(points, points[1:]):
+        if macs <= m1:
+            t = (math.log(macs) - math.log(m0)) / (math.log(m1) - math.log(m0))
+            return round(a0 + t * (a1 - a0), 12)
+    return points[-1][1]
+
+
+def frontier_gaps(record: dict, cells: list[dict]) -> list[float]:
+    """Per cell: test accuracy minus the frontier of the same seed value (or of all seeds) at its MACs."""
+    everything = list(record["cells"].values())
+    gaps = []
+    for c in cells:
+        same_seed = frontier_points([o for o in everything if o["seed"] == c["seed"]])
+        frontier = interpolate(same_seed, c["macs"])
+        if frontier is None:
+            frontier = interpolate(frontier_points(everything), c["macs"])
+        if frontier is not None:
+            gaps.append(c["test_acc"] - frontier)
+    return gaps
+
+
 def summarise(record: dict) -> list[dict]:
-    """One row per method: means (± std over seeds) of the cells' summaries."""
+    """One row per method: means (± std over seeds) of the cells' summaries, and the frontier gap."""
     rows: dict[str, list[dict]] = {}
     for cell in record["cells"].values():
         rows.setdefault(cell["method"], []).append(cell)
@@ -134,12 +192,14 @@ def summarise(record: dict) -> list[dict]:
         if not cells:
             continue
         acc_mean, acc_std = _mean_std([c["test_acc"] for c in cells])
+        gaps = frontier_gaps(record, cells)
+        gap, gap_std = _mean_std(gaps) if gaps else (None, None)
         table.append({
             "method": method, "seeds": len(cells), "widths": cells[0]["widths"],
             "depth": _depth(cells[0]["widths"]),
             "params": _mean_std([c["params"] for c in cells])[0],
             "macs": _mean_std([c["macs"] for c in cells])[0],
-            "test_acc": acc_mean, "test_acc_std": acc_std,
+            "test_acc": acc_mean, "test_acc_std": acc_std, "frontier_gap": gap, "frontier_gap_std": gap_std,
             "train_flops": _mean_std([c["train_flops"] for c in cells])[0],
             "train_time_s": _mean_std([c["train_time_s"] for c in cells])[0],
         })
@@ -164,15 +224,24 @@ def markdown(record: dict) -> str:
     lines = [f"# Benchmark at {s['budget_flops']:.3g} training FLOPs on {s['data']}"
              + (f" (subset {s['subset']})" if s.get("subset") else ""),
              "", f"Seeds: {', '.join(map(str, s['seeds']))}. Test accuracy is mean ± std over seeds; "
-             "MACs are inference MACs per image (FLOPs = 2 x MACs); * marks the accuracy-vs-MACs Pareto front.",
-             "", "| method | final widths | depth | params | MACs | test acc | training FLOPs | wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "MACs are inference MACs per image (FLOPs = 2 x MACs); * marks the accuracy-vs-MACs Pareto front. "
+             "Frontier gap: test accuracy minus the fixed-width frontier (width:* rows, SGD, same budget) "
+             "at the row's MACs, in points, mean ± std over seeds; '-' outside the frontier's MACs range.",
+             "", "| method | final widths | depth | params | MACs | test acc | frontier gap | training FLOPs "
+             "| wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         star = " *" if r["method"] in front else ""
         lines.append(f"| {r['method']}{star} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
                      f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
-                     f"{r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
+                     f"{format_gap(r)} | {r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
     return "\n".join(lines) + "\n"
+
+
+def format_gap(row: dict) -> str:
+    if row["frontier_gap"] is None:
+        return "-"
+    return f"{100 * row['frontier_gap']:+.2f} ± {100 * row['frontier_gap_std']:.2f}"
 
 
 def plot(record: dict, out: Path) -> list[Path]:
@@ -194,6 +263,10 @@ def plot(record: dict, out: Path) -> list[Path]:
         pts = sorted((r[cost], 100 * r["test_acc"]) for r in rows if r["method"] in front)
         if len(pts) > 1:
             ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="k", lw=1, ls="--")
+        curve = sorted((r[cost], 100 * r["test_acc"]) for r in rows if is_frontier(r["method"]))
+        if len(curve) > 1:
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], color="tab:gray", lw=1.5,
+                    label="fixed-width frontier (SGD)")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
@@ -233,12 +306,12 @@ def print_table(record: dict) -> None:
 
     rows = summarise(record)
     front = set(pareto(rows, "macs"))
-    table = Table("method", "widths", "depth", "params", "MACs", "test acc", "train FLOPs", "wall",
+    table = Table("method", "widths", "depth", "params", "MACs", "test acc", "frontier gap", "train FLOPs", "wall",
                   title=f"{record['settings']['budget_flops']:.3g} training FLOPs, {record['settings']['data']}")
     for r in rows:
         table.add_row(r["method"] + (" *" if r["method"] in front else ""), str(r["widths"]), r["depth"],
                       f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e6:.2f}M",
-                      f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%",
+                      f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%", format_gap(r),
                       f"{r['train_flops']:.3g}", f"{r['train_time_s']:.0f} s")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 

@@ -1,8 +1,11 @@
-"""``fixed:<seed>`` (and timm references) and ``uniform:<seed>``: plain SGD on one architecture.
+"""``fixed:<seed>`` (and timm references), ``uniform:<seed>`` and ``width:<seed>@<mult>``: plain SGD on
+one architecture.
 
 ``uniform`` is the honest control for growth: the seed with every width multiplied by one factor,
 the factor chosen so that the network's MACs come as close as possible to the target from below
-(in a benchmark, the grown network's MACs).
+(in a benchmark, the grown network's MACs). ``width:<seed>@<mult>`` scales the seed by a given
+factor; ``grow bench`` expands ``frontier:<seed>`` into several of them, the curve of the best fixed
+widths at the bench's budget that every method's *frontier gap* is measured against.
 
 Example:
     >>> import search_spaces
@@ -69,4 +72,25 @@ def uniform(base: TrainConfig, seed: str, options: MethodOptions):
     shape = options.extra["input_shape"]
     genotype = get_genotype(seed, num_classes=options.extra["num_classes"], in_chans=shape[0])
     scaled = match_macs(genotype, options.target_macs, shape)
+    return dataclasses.replace(base, seed=seed, optimizer="sgd", genotype=genotype_to_dict(scaled)), None
+
+
+def split_width_arg(arg: str) -> tuple[str, float]:
+    """``"resnet20-thin@1.5"`` -> ``("resnet20-thin", 1.5)``; one line on anything else."""
+    seed, sep, mult = arg.rpartition("@")
+    try:
+        value = float(mult)
+    except ValueError:
+        value = float("nan")
+    if not sep or not seed or not value > 0 or value == float("inf"):
+        raise ConfigError(f"width:<seed>@<multiplier> needs a positive multiplier, got width:{arg}")
+    return seed, value
+
+
+@register_method("width")
+def width(base: TrainConfig, arg: str, options: MethodOptions):
+    seed, mult = split_width_arg(arg)
+    genotype = get_genotype(seed, num_classes=options.extra.get("num_classes", 10),
+                            in_chans=options.extra.get("input_shape", (3,))[0])
+    scaled = uniform_genotype(genotype, mult)
     return dataclasses.replace(base, seed=seed, optimizer="sgd", genotype=genotype_to_dict(scaled)), None

@@ -120,6 +120,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                                     "training-FLOP budget (resumable: finished cells are skipped).")
     bench.add_argument("--budget", type=_budget, required=True, help="training FLOPs per cell")
     bench.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    bench.add_argument("--frontier-mults", default="1,1.25,1.5,1.75,2",
+                       help="width multipliers that frontier:<seed> expands to (width:<seed>@<mult> cells)")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated seed values")
     bench.add_argument("--data", default="sample")
     bench.add_argument("--subset", type=_positive_int)
@@ -210,14 +212,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
-    methods = [m for m in args.methods.split(",") if m.strip()]
-    if not seeds or not methods:
-        raise UsageError("--seeds and --methods must name at least one each")
+    try:
+        mults = tuple(float(m) for m in args.frontier_mults.split(",") if m.strip())
+    except ValueError:
+        mults = ()
+    if not mults or not all(0 < m < float("inf") for m in mults):
+        raise UsageError(f"--frontier-mults takes positive comma-separated numbers, got {args.frontier_mults!r}")
     base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
                        val_size=args.val_size, device=args.device)
     try:
-        from baselines import parse_method
+        from baselines import expand_methods, parse_method
 
+        methods = expand_methods([m for m in args.methods.split(",") if m.strip()], mults)
+        if not seeds or not methods:
+            raise UsageError("--seeds and --methods must name at least one each")
         for m in methods:
             parse_method(m)
     except ValueError as err:

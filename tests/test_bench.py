@@ -11,7 +11,7 @@ import pytest
 
 import search_spaces
 from baselines import parse_method
-from baselines.bench import pareto
+from baselines.bench import frontier_gaps, interpolate, pareto, summarise
 from baselines.fixed import match_macs, uniform_genotype
 from growth.compute import measure_cost
 
@@ -93,3 +93,45 @@ def test_pareto_front():
     rows = [{"method": "a", "macs": 1, "test_acc": 0.5}, {"method": "b", "macs": 2, "test_acc": 0.6},
             {"method": "c", "macs": 3, "test_acc": 0.55}, {"method": "d", "macs": 1, "test_acc": 0.4}]
     assert pareto(rows, "macs") == ["a", "b"]
+
+
+def test_frontier_expands_to_width_cells_and_every_row_gets_a_gap(tmp_path):
+    out = tmp_path / "bench"
+    res = subprocess.run(
+        [sys.executable, "-m", "growth.cli", "bench", "--budget", "3e10", "--methods",
+         "frontier:resnet8-thin,fixed:resnet8-thin", "--frontier-mults", "1,2", "--seeds", "0",
+         "--data", "sample", "--subset", "300", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    record = json.loads((out / "bench.json").read_text())
+    assert sorted(record["cells"]) == ["fixed:resnet8-thin/seed0", "width:resnet8-thin@1/seed0",
+                                       "width:resnet8-thin@2/seed0"]
+    wide = record["cells"]["width:resnet8-thin@2/seed0"]
+    assert wide["widths"] == [[8, 8], [16, 16], [32, 32]]
+    rows = {r["method"]: r for r in summarise(record)}
+    # fixed:resnet8-thin is the frontier's first point (same architecture, same seed): gap 0.
+    assert rows["fixed:resnet8-thin"]["frontier_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert "frontier gap" in (out / "bench.md").read_text()
+
+
+def test_interpolate_is_linear_in_log_macs_and_none_outside():
+    points = [(1e6, 0.60), (4e6, 0.70), (16e6, 0.66)]
+    assert interpolate(points, 2e6) == pytest.approx(0.65)
+    assert interpolate(points, 8e6) == pytest.approx(0.68)
+    assert interpolate(points, 4e6) == pytest.approx(0.70)
+    assert interpolate(points, 0.5e6) is None and interpolate(points, 20e6) is None
+
+
+def test_frontier_gap_pairs_seed_values():
+    cells = {f"width:s@{m}/seed{s}": {"method": f"width:s@{m}", "seed": s, "macs": macs, "test_acc": acc}
+             for m, s, macs, acc in ((1, 0, 1e6, 0.6), (2, 0, 4e6, 0.7), (1, 1, 1e6, 0.5), (2, 1, 4e6, 0.6))}
+    cells["grow/seed0"] = {"method": "grow", "seed": 0, "macs": 2e6, "test_acc": 0.66}
+    cells["grow/seed1"] = {"method": "grow", "seed": 1, "macs": 2e6, "test_acc": 0.56}
+    gaps = frontier_gaps({"cells": cells}, [cells["grow/seed0"], cells["grow/seed1"]])
+    assert gaps == pytest.approx([0.01, 0.01])
+
+
+def test_width_method_rejects_a_bad_multiplier():
+    for text in ("width:resnet20-thin", "width:resnet20-thin@0", "width:resnet20-thin@x", "width:@2"):
+        with pytest.raises(ValueError):
+            parse_method(text)
