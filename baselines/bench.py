@@ -11,7 +11,7 @@ Layout of a bench directory::
 A cell with a ``summary.json`` is finished and skipped; a cell with a checkpoint is resumed; so
 ``grow bench`` can be re-run with the same arguments after any interruption. ``grow`` cells run
 first: ``uniform:<seed>`` and the pruning methods take the grown network's MACs (same seed value)
-as their size target unless ``--target-macs`` is given.
+as their size target unless ``--target-macs`` is given, and ``scratch`` trains the grown genotype.
 
 ``width:<seed>@<mult>`` cells (``frontier:<seed>`` expands to several) trace the *frontier*: the seed
 at fixed widths, trained with SGD at the same budget. Every row of the report carries its frontier
@@ -24,6 +24,7 @@ bench is continued; methods and seeds may be added.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -88,8 +89,11 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
                 continue
             grown = record["cells"].get(f"grow/seed{seed}")
             target = target_macs or (grown["macs"] if grown and spec.name in SIZE_TARGETED else None)
-            options = MethodOptions(target_macs=target, extra={"input_shape": shape,
-                                                               "num_classes": data.num_classes})
+            extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes}
+            grown_genotype = cell_dir(out, MethodSpec("grow"), seed) / "genotype.json"
+            if spec.name == "scratch" and grown_genotype.exists():
+                extra["grown_genotype"] = json.loads(grown_genotype.read_text())
+            options = MethodOptions(target_macs=target, extra=extra)
             config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
             resume = directory if (directory / CHECKPOINT).exists() else None
             log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "

@@ -43,11 +43,11 @@ Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``lam`` (a numb
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 
+from growth.calibration import calibrate_lam, penalised_convs, split_lam_groups
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups
 
@@ -128,48 +128,6 @@ class DessiLBIPruneController(PruneOnceController):
 
     def summary(self) -> dict:
         return {**super().summary(), "lam": self.lam, "lam_scale": self.lam_scale}
-
-
-def penalised_convs(trainer: Trainer) -> dict[str, torch.nn.Parameter]:
-    """Conv name -> its weight, for every weight DessiLBI penalises (group penalty)."""
-    weights = {id(p) for p in trainer.optimizer.penalised_params()}
-    return {name: m.weight for name, m in trainer.model.named_modules()
-            if isinstance(m, torch.nn.Conv2d) and id(m.weight) in weights}
-
-
-def calibrate_lam(trainer: Trainer, prune_frac: float, lam_scale: float = 1.0) -> dict[str, float]:
-    """λ per conv layer: ``lam_scale · median‖W_g,0‖ · D / ν`` (see the module docstring)."""
-    from growth.trainer import lr_at
-
-    cfg = trainer.config
-    batch = min(cfg.batch_size, len(trainer.data.train_y))
-    steps = max(1, math.ceil(prune_frac * cfg.budget_flops / (trainer.cost.train_flops_per_sample * batch)))
-    # D = Σ_t α_t Π_{s<t}(1 − α_s κ/ν): the learning-rate sum, discounted by the coupling's decay.
-    discounted, decay = 0.0, 1.0
-    for i in range(steps):
-        alpha = lr_at(cfg, prune_frac * i / steps)
-        discounted += alpha * decay
-        decay *= max(0.0, 1 - alpha * cfg.kappa / cfg.nu)
-    return {name: lam_scale * float(w.detach().flatten(1).norm(dim=1).median()) * discounted / cfg.nu
-            for name, w in penalised_convs(trainer).items()}
-
-
-def split_lam_groups(opt: torch.optim.Optimizer, convs: dict[str, torch.nn.Parameter],
-                     lam: dict[str, float]) -> None:
-    """One DessiLBI param group per penalised conv, carrying that layer's λ.
-
-    Checkpoints keep the groups (``Trainer.save_checkpoint`` records each group's parameter names and
-    the optimizer's state_dict their hyperparameters), so a resumed run has the same λ per layer.
-    """
-    name_of = {id(w): name for name, w in convs.items()}
-    groups = []
-    for group in opt.param_groups:
-        if group["penalty"] is None:
-            groups.append(group)
-            continue
-        for p in group["params"]:
-            groups.append({**group, "params": [p], "lam": lam[name_of[id(p)]]})
-    opt.param_groups[:] = groups
 
 
 def switch_penalties_off(opt: torch.optim.Optimizer) -> None:

@@ -1,20 +1,58 @@
-"""``grow``: the engine itself, as one method of the benchmark (see growth.controller)."""
+"""``grow`` and its controls, on the same engine (see growth.controller).
+
+    grow                  DessiLBI growth from resnet20-thin (or grow:<seed>)
+    grow-uniform          the same schedule and sizes, every group widened alike, Γ not read
+    dessilbi:<seed>       DessiLBI on the fixed seed, no growth (the optimizer without growth)
+    scratch               the grown genotype of the same seed value, trained from scratch with SGD
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from growth.config import GrowConfig, TrainConfig
+from growth.config import ConfigError, GrowConfig, TrainConfig
 
 from . import MethodOptions, register_method
+
+DEFAULT_SEED = "resnet20-thin"
+# What a growth run takes from the bench's base config; the optimizer settings are growth's own.
+_SHARED = ("data", "budget_flops", "subset", "val_size", "batch_size", "momentum", "nesterov",
+           "label_smoothing", "warmup_frac", "checkpoint_every_s", "seed_value", "device", "precision",
+           "channels_last")
+
+
+def _grow_config(base: TrainConfig, seed: str | None, options: MethodOptions, **overrides) -> GrowConfig:
+    shared = {name: getattr(base, name) for name in _SHARED}
+    return GrowConfig(**shared, seed=seed or DEFAULT_SEED, **{**options.extra.get("grow", {}), **overrides})
 
 
 @register_method("grow")
 def grow(base: TrainConfig, seed: str | None, options: MethodOptions):
     from growth.controller import GrowthController
 
-    shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)
-              if f.name not in ("seed", "optimizer", "lr", "weight_decay", "schedule", "genotype",
-                                "eval_every_frac", "decay_start_frac", "lam", "nu", "kappa")}
-    config = GrowConfig(**shared, seed=seed or "resnet20-thin", **options.extra.get("grow", {}))
+    config = _grow_config(base, seed, options)
     return config, GrowthController(config)
+
+
+@register_method("grow-uniform")
+def grow_uniform(base: TrainConfig, seed: str | None, options: MethodOptions):
+    from growth.controller import GrowthController
+
+    config = _grow_config(base, seed, options, allocation="uniform")
+    return config, GrowthController(config)
+
+
+@register_method("dessilbi")
+def dessilbi(base: TrainConfig, seed: str | None, options: MethodOptions):
+    from growth.controller import GrowthController
+
+    config = _grow_config(base, seed, options, allocation="none")
+    return config, GrowthController(config)
+
+
+@register_method("scratch")
+def scratch(base: TrainConfig, seed: str | None, options: MethodOptions):
+    genotype = options.extra.get("grown_genotype")
+    if genotype is None:
+        raise ConfigError("scratch trains the grown genotype: run the grow cell of this seed value first")
+    return dataclasses.replace(base, seed=seed or DEFAULT_SEED, optimizer="sgd", genotype=genotype), None

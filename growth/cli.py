@@ -80,22 +80,33 @@ def _add_run_args(p: argparse.ArgumentParser, defaults) -> None:
 
 def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
     g = p.add_argument_group("growth rule (see growth/controller.py)")
-    g.add_argument("--tau", type=float, default=d.tau, help="saturation ratio |supp Γ|/width that triggers growth")
-    g.add_argument("--grow-min", type=_positive_int, default=d.grow_min, help="k: add at least this many channels")
-    g.add_argument("--grow-frac", type=float, default=d.grow_frac, help="g: or this share of the width")
-    g.add_argument("--check-every", type=float, default=d.check_every_frac,
-                   help="check saturation (and evaluate) every this share of the budget")
-    g.add_argument("--final-phase", type=float, default=d.final_frac,
-                   help="last share of the budget: no growth, lr decays to 0")
-    g.add_argument("--min-final-epochs", type=float, default=d.min_final_epochs,
-                   help="grow only while the final phase still buys this many epochs of the grown net")
-    g.add_argument("--max-width-mult", type=float, default=d.max_width_mult,
-                   help="width cap per group, as a multiple of its seed width")
+    g.add_argument("--target-macs", type=_budget, default=d.target_macs,
+                   help="final inference MACs (default: the best fixed width's MACs at this budget, "
+                        "from the size rule below)")
+    g.add_argument("--size-ref-macs", type=float, default=d.size_ref_macs,
+                   help=f"size rule: best fixed MACs at --size-ref-budget (default {d.size_ref_macs:g}, "
+                        "measured on CIFAR-10)")
+    g.add_argument("--size-ref-budget", type=_budget, default=d.size_ref_budget)
+    g.add_argument("--size-exponent", type=float, default=d.size_exponent,
+                   help=f"size rule: best MACs grow like budget**exponent (default {d.size_exponent:g})")
+    g.add_argument("--min-growth", type=float, default=d.min_growth,
+                   help="grow only to a target at least this multiple of the seed's MACs")
+    g.add_argument("--growth-steps", type=_positive_int, default=d.growth_steps,
+                   help="number of widenings (geometric in MACs)")
+    g.add_argument("--grow-until", type=float, default=d.grow_until_frac,
+                   help="share of the budget by which growth is done; steps are evenly spaced before it")
+    g.add_argument("--allocation", choices=("gamma", "uniform", "none"), default=d.allocation,
+                   help="where to widen: gamma (Γ entry rate), uniform (every group), none (no growth)")
+    g.add_argument("--select-frac", type=float, default=d.select_frac,
+                   help="widen the groups scoring at least this share of the best score")
+    g.add_argument("--max-step-factor", type=float, default=d.max_step_factor,
+                   help="a group grows at most this much per step")
     g.add_argument("--max-blocks", type=_positive_int, default=d.max_blocks, help="depth cap per stage")
-    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=d.deepen, help="add blocks")
+    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=d.deepen,
+                   help="also add blocks to selected stages")
     g.add_argument("--nu", type=float, default=d.nu, help="DessiLBI ν (coupling W-Γ)")
     g.add_argument("--kappa", type=float, default=d.kappa, help="DessiLBI κ")
-    g.add_argument("--lam", default=d.lam, help="DessiLBI λ, or auto (calibrated to the check interval)")
+    g.add_argument("--lam", default=d.lam, help="DessiLBI λ, or auto (one per layer, calibrated to the check interval)")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -178,10 +189,11 @@ def cmd_grow(args: argparse.Namespace) -> int:
     from .trainer import prepare
 
     config = _train_config(
-        args, GrowConfig, tau=args.tau, grow_min=args.grow_min, grow_frac=args.grow_frac,
-        check_every_frac=args.check_every, final_frac=args.final_phase,
-        min_final_epochs=args.min_final_epochs, max_width_mult=args.max_width_mult,
-        max_blocks=args.max_blocks, deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
+        args, GrowConfig, target_macs=args.target_macs, size_ref_macs=args.size_ref_macs,
+        size_ref_budget=args.size_ref_budget, size_exponent=args.size_exponent, min_growth=args.min_growth,
+        growth_steps=args.growth_steps, grow_until_frac=args.grow_until, allocation=args.allocation,
+        select_frac=args.select_frac, max_step_factor=args.max_step_factor, max_blocks=args.max_blocks,
+        deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
     config, store, resuming = prepare(config, args.out, args.resume, kind="grow")
     return _run(args, store, lambda display: grow(config, store, resuming, display=display))
 

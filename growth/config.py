@@ -3,8 +3,8 @@
 Kept free of torch so that the CLI can read defaults without importing it.
 
 Example:
-    >>> GrowConfig(budget_flops=2e13).decay_start_frac
-    0.75
+    >>> GrowConfig(budget_flops=2e13).check_every_frac
+    0.1
 """
 
 from __future__ import annotations
@@ -76,27 +76,43 @@ class TrainConfig:
             raise ConfigError("--warmup must be a share of the budget in [0, 1)")
 
 
+# The budget -> size rule (growth.controller.target_macs): the MACs of the best fixed width of the
+# thin ResNet-20 family at a training budget, best_macs = SIZE_REF_MACS * (budget / SIZE_REF_BUDGET)
+# ** SIZE_EXPONENT, fitted to the fixed-width sweeps at 3e12 and 1e13 training FLOPs on CIFAR-10
+# (runs/recorded/bench-cifar10jpeg-3e12-frontier, runs/recorded/bench-cifar10jpeg-1e13).
+SIZE_REF_BUDGET = 1e13
+SIZE_REF_MACS = 4.0e6
+SIZE_EXPONENT = 0.6
+
+
 @dataclass
 class GrowConfig(TrainConfig):
-    """:class:`TrainConfig` plus the growth rule; DessiLBI, constant lr until the final phase."""
+    """:class:`TrainConfig` plus the growth rule (see growth.controller); DessiLBI, one cosine schedule."""
 
     seed: str = "resnet20-thin"
     optimizer: str = "dessilbi"
     weight_decay: float = 1e-4
-    lam: float | str = "auto"             # DessiLBI λ; "auto": calibrated to the check interval
-    tau: float = 0.8                      # saturation ratio that triggers growth
-    grow_min: int = 4                     # k: at least this many new channels
-    grow_frac: float = 0.25               # g: or this share of the width, whichever is larger
-    check_every_frac: float = 0.05        # a check every this share of the budget
-    final_frac: float = 0.25              # last share: no growth, lr decays to 0
-    min_final_epochs: float = 2.0         # the final phase must buy this many epochs of the grown net
-    max_width_mult: float = 8.0           # width cap per group, as a multiple of its seed width
+    lam: float | str = "auto"             # DessiLBI λ; "auto": one per layer, calibrated to the check interval
+    target_macs: float | None = None      # final size; None: from the budget (size_ref_macs, size_exponent)
+    size_ref_macs: float = SIZE_REF_MACS  # best fixed MACs at size_ref_budget (measured on CIFAR-10)
+    size_ref_budget: float = SIZE_REF_BUDGET
+    size_exponent: float = SIZE_EXPONENT  # best MACs grow like budget ** size_exponent
+    min_growth: float = 1.25              # grow only to a target at least this multiple of the seed's MACs
+    growth_steps: int = 4                 # widenings, evenly spaced in the budget, geometric in MACs
+    grow_until_frac: float = 0.4          # the last growth step happens at this share of the budget
+    allocation: str = "gamma"             # where: "gamma" (Γ entry rate), "uniform" (every group), "none"
+    select_frac: float = 0.9              # widen the groups whose score is >= this share of the best
+    max_step_factor: float = 2.0          # a group's width grows at most this much per step
+    deepen: bool = False                  # also add blocks to selected stages (widening alone by default)
     max_blocks: int = 9                   # depth cap per stage
-    deepen: bool = True
 
     def __post_init__(self) -> None:
-        self.eval_every_frac = self.check_every_frac   # every check is an evaluation
-        self.decay_start_frac = 1.0 - self.final_frac
+        # Every growth step is a check and an evaluation; evaluations go on at that cadence.
+        self.eval_every_frac = self.check_every_frac
+
+    @property
+    def check_every_frac(self) -> float:
+        return self.grow_until_frac / max(1, self.growth_steps)  # validate() rejects 0 steps
 
     def validate(self) -> None:
         super().validate()
@@ -104,13 +120,19 @@ class GrowConfig(TrainConfig):
             raise ConfigError("growth reads DessiLBI's Γ: --optimizer must be dessilbi")
         if self.seed.startswith("timm:"):
             raise ConfigError("timm backbones are fixed references: grow a registered seed (see `grow seeds`)")
-        if not 0 < self.tau <= 1:
-            raise ConfigError(f"--tau must be in (0, 1], got {self.tau}")
-        if not 0 <= self.final_frac < 1:
-            raise ConfigError(f"--final-phase must be in [0, 1), got {self.final_frac}")
-        if not 0 < self.check_every_frac < 1:
-            raise ConfigError(f"--check-every must be in (0, 1), got {self.check_every_frac}")
-        if self.grow_min < 1 or self.grow_frac < 0:
-            raise ConfigError("--grow-min must be >= 1 and --grow-frac >= 0")
+        if self.allocation not in ("gamma", "uniform", "none"):
+            raise ConfigError(f"unknown allocation {self.allocation!r} (gamma, uniform or none)")
+        if self.growth_steps < 1:
+            raise ConfigError(f"--growth-steps must be at least 1, got {self.growth_steps}")
+        if not 0 < self.grow_until_frac < 1:
+            raise ConfigError(f"--grow-until must be in (0, 1), got {self.grow_until_frac}")
+        if not 0 < self.select_frac <= 1:
+            raise ConfigError(f"--select-frac must be in (0, 1], got {self.select_frac}")
+        if not self.max_step_factor > 1:
+            raise ConfigError(f"--max-step-factor must be above 1, got {self.max_step_factor}")
+        if self.target_macs is not None and not (self.target_macs > 0 and math.isfinite(self.target_macs)):
+            raise ConfigError(f"--target-macs must be a positive number, got {self.target_macs}")
+        if not (self.size_ref_macs > 0 and self.size_ref_budget > 0 and self.size_exponent >= 0):
+            raise ConfigError("the size rule needs positive --size-ref-macs/--size-ref-budget, --size-exponent >= 0")
         if self.lam != "auto" and not float(self.lam) > 0:
             raise ConfigError(f"--lam must be positive or auto, got {self.lam}")

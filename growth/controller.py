@@ -1,32 +1,47 @@
-"""The growth controller: train with DessiLBI, read Γ saturation, widen and deepen within the budget.
+"""The growth controller: how much to grow from the budget, when from a fixed schedule, where from Γ.
 
-At every check (each ``check_every_frac`` of the budget, during the first ``1 - final_frac`` of it):
+**How much.** Before the first step the controller fixes the final size, ``target_macs``: the MACs
+of the best fixed width at this training budget, ``size_ref_macs · (budget / size_ref_budget) **
+size_exponent`` (constants in growth.config, fitted to fixed-width sweeps on CIFAR-10 at two
+budgets; ``--target-macs`` overrides). If the target is not at least ``min_growth`` times the seed's
+MACs, the run does not grow at all: it is DessiLBI on the seed. The network never grows past the
+target, so ``--budget 3e12`` grows a small network and ``--budget 2e17`` a large one.
 
-1. **Saturation.** For each coupled channel group, ``r = |supp Γ| / width``, counted over all the
-   group's producer convs (a stage group: the stem or downsampling shortcut and every block's last
-   conv), i.e. the share of the group's (producer, filter) pairs whose Γ is non-zero.
-2. **Width.** A group with ``r >= tau`` grows by ``max(k, ceil(g * width))`` channels, rounded up to
-   a multiple of 4 once the width is 16 or more, and never past ``max_width_mult x`` its seed width.
-3. **Depth.** A stage gets a new (identity) block when its stage group is saturated at two checks in
-   a row with a widening in between, or is saturated at its width cap. A stage stops deepening for
-   good when, at the check after a block was added, none of that block's filters is in supp Γ, or
-   when it has ``max_blocks`` blocks.
-4. **Budget.** A candidate change is accepted only if the final phase (``final_frac`` of the budget,
-   no growth, learning rate decaying to 0) still buys ``min_final_epochs`` epochs of the grown
-   network. Changes are tried from the most saturated group down. The ledger ends the run at the
-   budget whatever the architecture costs.
+**When.** Growth is front-loaded in few large steps inside one global learning-rate schedule (the
+schedule of a fixed-width run: warm-up, then cosine to 0 at the budget), as the growth methods that
+come closest to fixed widths do: ``growth_steps`` checks evenly spaced up to ``grow_until_frac`` of
+the budget (4 steps by 40% by default). After step k of K the network's MACs reach
+``seed · (target/seed) ** (k/K)``: geometric steps, so that each costs about the same share.
 
-**Time scale.** A filter enters supp Γ after about ``λν / (α ‖W_g‖)`` steps. With ``lam="auto"``
-(the default) λ is calibrated once, at the start, so that a filter of median initial norm enters
-after one check interval: ``λ = α · median‖W_g‖ · steps_per_check / ν``. Larger, steadier filters
-enter sooner; filters the loss does not need shrink (the coupling acts as weight decay 1/ν on them)
-and enter later or never. The rule ties the path to the schedule, so growth happens on a 5-minute
-CPU run and on a 2e17-FLOP GPU run alike. λ is calibrated rather than ν because ν also sets the
-strength of the W-Γ coupling: a ν small enough for a short run pulls every unselected filter
-towards 0 by ακ/ν per step, which made short runs unstable (validation accuracy at chance between
-checks); ν stays at the reference value 100.
+**Where.** DessiLBI runs with one λ per conv layer, calibrated so that a filter keeping its layer's
+median initial norm enters supp Γ after one check interval (growth.calibration: no fan-in bias).
+At a check, a channel group's *score* is its Γ entry rate since it last grew: of the group's
+(producer conv, filter) pairs that were outside supp Γ when the group last changed (at the start, or
+at its last widening: new filters start outside), the share that has entered since. A group whose
+every pair was already in supp scores 1 (nothing left to enter: saturated). The score does not rise
+to 1 by itself with time for a group that just grew (its new filters must earn their entry), so a
+group without new entries is never widened again. The groups scoring at least ``select_frac`` of the
+best score are widened by one common factor, solved so that the network reaches this step's MACs
+(at most ``max_step_factor`` per step); no group scores above 0 means Γ has not moved and nothing
+grows at this check (later steps catch up to their absolute targets). ``allocation="uniform"``
+widens every group at the same moments without reading Γ (the control that separates Γ's choice
+of *where* from growth itself); ``allocation="none"`` never grows (DessiLBI on the seed).
 
-Every event goes to ``growth.jsonl``.
+**New units.** A widening is function-preserving (growth.operators: new filters' outgoing weights
+are 0). Their incoming weights are rescaled to the median norm of the layer's existing filters, so
+that under BatchNorm's scale invariance they learn at the layer's effective rate and can enter
+supp Γ on the same time scale. BatchNorm and biases are not decayed (growth.trainer.make_optimizer).
+
+**Safety.** A check refuses to grow when any weight or DessiLBI state is not finite.
+
+Every check and every event goes to ``growth.jsonl``.
+
+Example:
+    >>> from growth.config import GrowConfig
+    >>> round(target_macs(GrowConfig(budget_flops=1e13, size_ref_macs=4e6)) / 1e6, 2)
+    4.0
+    >>> step_targets(seed_macs=1e6, target=16e6, steps=4)
+    [2000000.0, 4000000.0, 8000000.0, 16000000.0]
 """
 
 from __future__ import annotations
@@ -36,172 +51,267 @@ from typing import Any
 
 import torch
 
+from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
+from .config import GrowConfig
 from .graph import ChannelGroup, channel_groups
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
 from .runstore import RunStore
-from .config import GrowConfig
 from .trainer import Trainer, build_trainer
 
 
-def grow_amount(width: int, k: int, g: float) -> int:
-    """Channels to add to a saturated group of ``width``: ``max(k, ceil(g*width))``, x4 from 16 on."""
-    n = max(k, math.ceil(g * width))
-    if width + n >= 16:
-        n += -(width + n) % 4
-    return n
+def target_macs(config: GrowConfig) -> float:
+    """The final size for this budget: ``--target-macs``, or the budget rule."""
+    if config.target_macs is not None:
+        return float(config.target_macs)
+    return config.size_ref_macs * (config.budget_flops / config.size_ref_budget) ** config.size_exponent
+
+
+def step_targets(seed_macs: float, target: float, steps: int) -> list[float]:
+    """MACs after each growth step: geometric from the seed to the target."""
+    return [round(seed_macs * (target / seed_macs) ** (k / steps), 6) for k in range(1, steps + 1)]
+
+
+def entry_rate(entry_steps: list[torch.Tensor], since_step: int) -> float:
+    """Share of the filters outside supp Γ at ``since_step`` that have entered since (1 if none was out).
+
+    >>> entry_rate([torch.tensor([-1, 5, 12]), torch.tensor([20, -1])], since_step=10)
+    0.5
+    """
+    steps = torch.cat([e.flatten() for e in entry_steps])
+    was_out = (steps < 0) | (steps > since_step)
+    out = int(was_out.sum())
+    return 1.0 if out == 0 else int((steps > since_step).sum()) / out
+
+
+def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
+    """The groups to widen: score > 0 and at least ``select_frac`` of the best score.
+
+    >>> select_groups({"a": 0.9, "b": 0.5, "c": 0.85}, 0.9)
+    ['a', 'c']
+    >>> select_groups({"a": 0.0, "b": 0.0}, 0.9)
+    []
+    """
+    best = max(scores.values(), default=0.0)
+    return [name for name, s in scores.items() if s > 0 and s >= select_frac * best]
+
+
+def widened_genotype(genotype: Any, groups: list[ChannelGroup], factor: float) -> tuple[Any, dict[str, int]]:
+    """``genotype`` with each of ``groups`` widened to ``round(width · factor)``; also the channels added.
+
+    Rounding to the nearest width (not up) lets a small step add channels to the wide groups only,
+    where one channel is a small share, instead of overshooting on the narrow ones.
+    """
+    added = {}
+    for group in groups:
+        n = math.floor(group.width * factor + 0.5) - group.width
+        if n > 0:
+            genotype = resized_genotype(genotype, group, torch.arange(group.width), n)
+            added[group.name] = n
+    return genotype, added
+
+
+def solve_factor(genotype: Any, groups: list[ChannelGroup], goal_macs: float, max_factor: float,
+                 input_shape: tuple[int, ...]) -> tuple[float, dict[str, int]]:
+    """The largest common width factor (<= ``max_factor``) that keeps the MACs at most ``goal_macs``."""
+    def macs(f: float) -> float:
+        return measure_cost(widened_genotype(genotype, groups, f)[0], input_shape).macs
+
+    lo, hi = 1.0, max_factor
+    if macs(hi) <= goal_macs:
+        lo = hi
+    else:
+        for _ in range(24):  # MACs rise monotonically with the factor (up to rounding)
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if macs(mid) <= goal_macs else (lo, mid)
+    return lo, widened_genotype(genotype, groups, lo)[1]
 
 
 class GrowthController:
-    """Plugs into :class:`Trainer`: acts at every evaluation until the final phase."""
+    """Plugs into :class:`Trainer` (``attach`` before the first step, ``on_eval`` at every check)."""
 
     def __init__(self, config: GrowConfig):
         self.config = config
-        self.seed_widths: dict[str, int] = {}
-        self.widened_last: list[str] = []       # groups widened at the previous check
-        self.newest_block: dict[int, int] = {}  # stage -> index of a block added at the previous check
-        self.closed_stages: list[int] = []      # stages that stopped deepening
+        self.lam: dict[str, float] | None = None     # conv name -> λ, fixed before the first step
+        self.seed_macs = 0.0
+        self.target = 0.0
+        self.changed_at: dict[str, int] = {}        # group -> step of its last widening (0: never)
+        self.steps_done = 0
         self.events = 0
-        self.lam: float | None = None
+        self.refused = 0
+        self._rows: list[dict] = []
 
     # -- checkpointed state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"seed_widths": self.seed_widths, "widened_last": self.widened_last,
-                "newest_block": {str(k): v for k, v in self.newest_block.items()},
-                "closed_stages": self.closed_stages, "events": self.events, "lam": self.lam}
+        return {"lam": self.lam, "seed_macs": self.seed_macs, "target": self.target,
+                "changed_at": self.changed_at, "steps_done": self.steps_done, "events": self.events,
+                "refused": self.refused}
 
     def load_state_dict(self, state: dict) -> None:
-        self.seed_widths = dict(state["seed_widths"])
-        self.widened_last = list(state["widened_last"])
-        self.newest_block = {int(k): v for k, v in state["newest_block"].items()}
-        self.closed_stages = list(state["closed_stages"])
-        self.events, self.lam = state["events"], state["lam"]
+        self.lam, self.seed_macs, self.target = state["lam"], state["seed_macs"], state["target"]
+        self.changed_at = dict(state["changed_at"])
+        self.steps_done, self.events, self.refused = state["steps_done"], state["events"], state["refused"]
 
     # -- set-up ---------------------------------------------------------------------------------------
 
     def attach(self, trainer: Trainer) -> None:
-        """Before the first step: record seed widths and calibrate λ (a resumed run has both)."""
+        """Before the first step: the size target and λ per layer (a resumed run has both)."""
         if self.lam is not None:
             return
-        self.seed_widths = {g.name: g.width for g in channel_groups(trainer.model)}
         cfg = self.config
+        convs = penalised_convs(trainer)
         if cfg.lam == "auto":
-            steps_per_check = cfg.check_every_frac * cfg.budget_flops / (
-                trainer.cost.train_flops_per_sample * cfg.batch_size)
-            norms = torch.cat([p.detach().flatten(1).norm(dim=1) for p in _penalised(trainer)])
-            self.lam = cfg.lr * float(norms.median()) * steps_per_check / cfg.nu
+            self.lam = calibrate_lam(trainer, cfg.check_every_frac)
         else:
-            self.lam = float(cfg.lam)
-        for group in trainer.optimizer.param_groups:
-            group["lam"] = self.lam
+            self.lam = {name: float(cfg.lam) for name in convs}
+        split_lam_groups(trainer.optimizer, convs, self.lam)
+        self.seed_macs = float(trainer.cost.macs)
+        wanted = target_macs(cfg)
+        grows = cfg.allocation != "none" and wanted >= cfg.min_growth * self.seed_macs
+        self.target = wanted if grows else self.seed_macs
+        self.changed_at = {g.name: 0 for g in channel_groups(trainer.model)}
+        # Only a run that died before its first checkpoint after this point left lines here.
+        trainer.store.rewind_jsonl("growth.jsonl", lambda record: False)
+        trainer.store.append_jsonl("growth.jsonl", {
+            "event": "plan", "step": 0, "seed_macs": self.seed_macs, "rule_macs": wanted,
+            "target_macs": self.target, "grows": grows,
+            "step_macs": step_targets(self.seed_macs, self.target, cfg.growth_steps) if grows else [],
+            "step_fractions": [round((k + 1) * cfg.check_every_frac, 6) for k in range(cfg.growth_steps)]})
 
     # -- the rule -------------------------------------------------------------------------------------
 
-    def saturation(self, trainer: Trainer, group: ChannelGroup) -> float:
-        opt, modules = trainer.optimizer, dict(trainer.model.named_modules())
-        supports = [opt.support(modules[name].weight) for name in group.producers]
-        return float(torch.cat(supports).float().mean())
+    def scores(self, trainer: Trainer, groups: list[ChannelGroup]) -> dict[str, float]:
+        """Γ entry rate per group since it last changed (see the module docstring)."""
+        modules = dict(trainer.model.named_modules())
+        opt = trainer.optimizer
+        return {g.name: entry_rate([opt.entry_steps(modules[p].weight) for p in g.producers],
+                                   self.changed_at.get(g.name, 0)) for g in groups}
 
     def display_rows(self) -> list[dict]:
-        return getattr(self, "_rows", [])
+        return self._rows
 
     def on_eval(self, trainer: Trainer, val_acc: float) -> None:
         cfg = self.config
         groups = channel_groups(trainer.model)
-        ratios = {g.name: self.saturation(trainer, g) for g in groups}
-        self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": ratios[g.name]}
+        scores = self.scores(trainer, groups)
+        self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores[g.name]}
                       for g in groups]
-        fraction = trainer.ledger.fraction_spent
-        if fraction >= 1.0 - cfg.final_frac - 1e-9:
+        if self.steps_done >= cfg.growth_steps or self.target <= self.seed_macs:
             return
-        self._close_idle_stages(trainer)
-        plan = self._plan(trainer, groups, ratios)
-        self.widened_last = [target for action, target, _ in plan if action == "widen"]
+        self.steps_done += 1
+        goal = step_targets(self.seed_macs, self.target, cfg.growth_steps)[self.steps_done - 1]
+        record = {"event": "check", "step": trainer.state.step,
+                  "fraction": round(trainer.ledger.fraction_spent, 5), "growth_step": self.steps_done,
+                  "goal_macs": goal, "macs": trainer.cost.macs, "val_acc": val_acc,
+                  "scores": {k: round(v, 4) for k, v in scores.items()}}
+        if not _finite(trainer):
+            self.refused += 1
+            trainer.store.append_jsonl("growth.jsonl", {**record, "event": "refused",
+                                                        "reason": "non-finite weights or DessiLBI state"})
+            return
+        if cfg.allocation == "uniform":
+            chosen = [g.name for g in groups]
+        else:
+            chosen = select_groups(scores, cfg.select_frac)
+        plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal)
+        trainer.store.append_jsonl("growth.jsonl", {**record, "selected": chosen})
         if plan:
-            self._apply(trainer, plan, ratios, val_acc)
-        self._rows = [{"group": g.name, "kind": g.kind, "width": g.width,
-                       "ratio": self.saturation(trainer, g)} for g in channel_groups(trainer.model)]
+            self._apply(trainer, plan, scores, val_acc)
+        self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores.get(g.name, 0.0)}
+                      for g in channel_groups(trainer.model)]
 
-    def _close_idle_stages(self, trainer: Trainer) -> None:
-        modules = dict(trainer.model.named_modules())
-        for stage, block in list(self.newest_block.items()):
-            prefix = f"stages.{stage}.{block}."
-            entered = any(bool(trainer.optimizer.support(m.weight).any()) for name, m in modules.items()
-                          if name.startswith(prefix) and isinstance(m, torch.nn.Conv2d))
-            if not entered and stage not in self.closed_stages:
-                self.closed_stages.append(stage)
-        self.newest_block = {}
-
-    def _plan(self, trainer: Trainer, groups: list[ChannelGroup], ratios: dict[str, float]) -> list[tuple]:
-        """Changes to make at this check, most saturated first, each kept only if affordable."""
+    def _plan(self, trainer: Trainer, chosen: list[ChannelGroup], goal: float) -> list[tuple]:
+        """Blocks for chosen stages (``deepen``), then one width factor for every chosen group."""
         cfg = self.config
         genotype = trainer.model.genotype
-        plan = []
-        for group in sorted(groups, key=lambda g: -ratios[g.name]):
-            if ratios[group.name] < cfg.tau:
-                break
-            cap = int(cfg.max_width_mult * self.seed_widths.get(group.name, group.width))
-            at_cap = group.width >= cap
-            if not at_cap:
-                n = min(grow_amount(group.width, cfg.grow_min, cfg.grow_frac), cap - group.width)
-                # Earlier entries of the plan touched other groups only, so group.width is current.
-                candidate = resized_genotype(genotype, group, torch.arange(group.width), n)
-                if self._affordable(trainer, candidate):
-                    plan.append(("widen", group.name, n))
-                    genotype = candidate
-            stage = group.key[1]
-            wants_depth = group.kind == "stage" and (group.name in self.widened_last or at_cap)
-            if (cfg.deepen and wants_depth and stage not in self.closed_stages
-                    and stage_depth(genotype, stage) < cfg.max_blocks):
+        plan: list[tuple] = []
+        if cfg.deepen:
+            for group in chosen:
+                stage = group.key[1]
+                if group.kind != "stage" or stage_depth(genotype, stage) >= cfg.max_blocks:
+                    continue
                 candidate = deepened_genotype(genotype, stage)
-                if self._affordable(trainer, candidate):
+                if measure_cost(candidate, trainer.input_shape).macs <= goal:
                     plan.append(("deepen", stage, None))
                     genotype = candidate
+        if chosen:
+            _, added = solve_factor(genotype, chosen, goal, cfg.max_step_factor, trainer.input_shape)
+            plan += [("widen", name, n) for name, n in added.items()]
         return plan
 
-    def _affordable(self, trainer: Trainer, genotype) -> bool:
-        cfg = self.config
-        cost = measure_cost(genotype, trainer.input_shape)
-        final_samples = cfg.final_frac * cfg.budget_flops / cost.train_flops_per_sample
-        return final_samples >= cfg.min_final_epochs * len(trainer.data.train_y)
-
-    def _apply(self, trainer: Trainer, plan: list[tuple], ratios: dict[str, float], val_acc: float) -> None:
+    def _apply(self, trainer: Trainer, plan: list[tuple], scores: dict[str, float], val_acc: float) -> None:
         model, opt = trainer.model, trainer.optimizer
         probe = trainer.probe_batch()
         for action, target, n in plan:
             before = trainer.eval_logits(probe)
-            old = {g.name: g.width for g in channel_groups(model)}
             if action == "widen":
+                old = next(g.width for g in channel_groups(model) if g.name == target)
                 widen(model, target, n, opt)
-                detail = {"group": target, "ratio": round(ratios[target], 4),
-                          "old_width": old[target], "new_width": old[target] + n}
+                _match_new_filter_scale(model, target, old)
+                self.changed_at[target] = trainer.state.step
+                detail = {"group": target, "score": round(scores[target], 4), "old_width": old,
+                          "new_width": old + n}
             else:
-                deepen(model, target, opt)
-                block = len(model.stages[target]) - 1
-                self.newest_block[target] = block
-                detail = {"stage": target + 1, "new_block": block + 1,
-                          "ratio": round(ratios[f"stage{target + 1}"], 4)}
-            change = trainer.output_change(probe, before)
+                self._deepen(trainer, target)
+                detail = {"stage": target + 1, "new_block": len(model.stages[target])}
             self.events += 1
             cost = trainer.cost
             trainer.store.append_jsonl("growth.jsonl", {
                 "event": action, "step": trainer.state.step, "train_flops": trainer.ledger.spent_flops,
                 "fraction": round(trainer.ledger.fraction_spent, 5), **detail,
-                "val_acc_before": val_acc, "output_change": change,
+                "output_change": trainer.output_change(probe, before),
                 "params": cost.params, "macs": cost.macs, "widths": model.genotype.compact()})
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         trainer.store.append_jsonl("growth.jsonl", {
             "event": "check_done", "step": trainer.state.step, "val_acc_before": val_acc,
-            "val_acc_after": val_after, "widths": model.genotype.compact()})
+            "val_acc_after": val_after, "macs": trainer.cost.macs, "widths": model.genotype.compact()})
+
+    def _deepen(self, trainer: Trainer, stage: int) -> None:
+        """Append a block; its convs get their own param groups with the λ of the block before."""
+        model, opt = trainer.model, trainer.optimizer
+        deepen(model, stage, opt)
+        index = len(model.stages[stage]) - 1
+        convs = penalised_convs(trainer)
+        assert self.lam is not None
+        for name in convs:
+            if name not in self.lam:  # stages.s.<index>.convN inherits stages.s.<index-1>.convN
+                prev = name.replace(f"stages.{stage}.{index}.", f"stages.{stage}.{index - 1}.")
+                self.lam[name] = self.lam[prev]
+        new = {name: p for name, p in convs.items() if name.startswith(f"stages.{stage}.{index}.")}
+        shared = next(g for g in opt.param_groups if any(p is q for q in g["params"] for p in new.values()))
+        shared["params"] = [q for q in shared["params"] if all(q is not p for p in new.values())]
+        for name, p in new.items():
+            opt.add_param_group({**{k: v for k, v in shared.items() if k != "params"},
+                                 "params": [p], "lam": self.lam[name]})
 
     def summary(self) -> dict:
-        return {"growth_events": self.events, "lam": self.lam, "nu": self.config.nu,
-                "closed_stages": self.closed_stages}
+        cfg = self.config
+        return {"growth_events": self.events, "growth_steps_done": self.steps_done,
+                "seed_macs": self.seed_macs, "target_macs": self.target, "allocation": cfg.allocation,
+                "refused_checks": self.refused, "nu": cfg.nu,
+                "lam": None if self.lam is None else {k: round(v, 6) for k, v in self.lam.items()}}
 
 
-def _penalised(trainer: Trainer):
-    return [p for g in trainer.optimizer.param_groups if g.get("penalty") == "group" for p in g["params"]]
+@torch.no_grad()
+def _match_new_filter_scale(model: torch.nn.Module, group_name: str, old_width: int) -> None:
+    """New filters' incoming weights rescaled to the median norm of the layer's existing filters."""
+    group = next(g for g in channel_groups(model) if g.name == group_name)
+    for name in group.producers:
+        w = model.get_submodule(name).weight
+        norms = w.flatten(1).norm(dim=1)
+        scale = norms[:old_width].median() / norms[old_width:].clamp_min(1e-12)
+        w[old_width:].mul_(scale.view(-1, *([1] * (w.dim() - 1))))
+
+
+@torch.no_grad()
+def _finite(trainer: Trainer) -> bool:
+    """All weights and DessiLBI V/Γ finite (one device sync, at a check only)."""
+    tensors = list(trainer.model.parameters())
+    for p in trainer.optimizer.penalised_params():
+        state = trainer.optimizer.state.get(p, {})
+        tensors += [state[k] for k in ("V", "gamma") if k in state]
+    return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 
 def grow(config: GrowConfig, store: RunStore, resuming: bool, display: Any = None) -> dict:

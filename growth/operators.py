@@ -268,7 +268,10 @@ def _add_params(optimizer: torch.optim.Optimizer, model: nn.Module, params: list
                 penalty_of[p] = spec.get("penalty")
     for p in params:
         penalty = penalty_of.get(p)
-        target = next((g for g in optimizer.param_groups if g.get("penalty") == penalty), None)
+        # Same penalty, and undecayed groups for BatchNorm and biases where the optimizer has one.
+        candidates = [g for g in optimizer.param_groups if g.get("penalty") == penalty]
+        target = next((g for g in candidates if (g.get("weight_decay") == 0) == (p.dim() <= 1)),
+                      candidates[0] if candidates else None)
         if target is None:
             optimizer.add_param_group({"params": [p], "penalty": penalty})
         else:

@@ -103,9 +103,18 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
         # lam="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
         lam = 1.0 if config.lam == "auto" else float(config.lam)
-        return DessiLBI(dessilbi_param_groups(model), lr=config.lr, kappa=config.kappa, nu=config.nu,
-                        lam=lam, momentum=config.momentum, weight_decay=config.weight_decay,
-                        nesterov=config.nesterov)
+        groups = []
+        for group in dessilbi_param_groups(model):
+            if group["penalty"] is not None:
+                groups.append(group)
+                continue
+            # As for SGD below: no weight decay on BatchNorm and biases.
+            decay = [p for p in group["params"] if p.dim() > 1]
+            no_decay = [p for p in group["params"] if p.dim() <= 1]
+            groups += [g for g in ({"params": decay, "penalty": None},
+                                   {"params": no_decay, "penalty": None, "weight_decay": 0.0}) if g["params"]]
+        return DessiLBI(groups, lr=config.lr, kappa=config.kappa, nu=config.nu, lam=lam,
+                        momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
     # No weight decay on BatchNorm and biases, as usual for CIFAR ResNets.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]

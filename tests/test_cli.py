@@ -191,6 +191,9 @@ def test_growth_specific_bad_options(ws: Path) -> None:
     run_failing(ws, "--budget", "1e10", "--lam", "lots", needles=("--lam",))
     run_failing(ws, "--budget", "1e10", "--nu", "lots", needles=("--nu",))
     run_failing(ws, "--budget", "1e10", "--eval-every", "0.1", needles=("--eval-every",))  # train only
+    run_failing(ws, "--budget", "1e10", "--allocation", "random", needles=("--allocation",))
+    run_failing(ws, "--budget", "1e10", "--growth-steps", "0", needles=("--growth-steps",))
+    run_failing(ws, "--budget", "1e10", "--target-macs", "-3", needles=("--target-macs",))
 
 
 # --------------------------------------------------------------------------- commands that work

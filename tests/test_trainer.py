@@ -346,7 +346,7 @@ def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path
 
 
 GROW_ARGS = ["--seed", "resnet8-thin", "--data", "sample", "--subset", "1000", "--budget", "6e10",
-             "--seed-value", "0", "--check-every", "0.05", "--quiet"]
+             "--seed-value", "0", "--target-macs", "1.2e6", "--growth-steps", "8", "--quiet"]
 
 
 def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
