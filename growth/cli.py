@@ -123,6 +123,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _add_run_args(train, TrainConfig(seed="resnet20"))
     train.add_argument("--eval-every", type=float, default=TrainConfig.eval_every_frac,
                        help="evaluate every this share of the budget")
+    train.add_argument("--genotype", metavar="FILE", help="train this architecture (a genotype.json, e.g. "
+                       "of a growth run) instead of the seed's")
     subs["seeds"] = _Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
     subs["seeds"].add_argument("--input-size", type=_positive_int, default=32)
     graph = subs["graph"] = _Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
@@ -174,8 +176,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig
     from .trainer import build_trainer, prepare
 
-    config, store, resuming = prepare(_train_config(args, TrainConfig), args.out, args.resume, kind="train")
+    genotype = _read_genotype(args.genotype) if args.genotype else None
+    config, store, resuming = prepare(_train_config(args, TrainConfig, genotype=genotype), args.out,
+                                      args.resume, kind="train")
     return _run(args, store, lambda display: build_trainer(config, store, resuming, display=display).fit())
+
+
+def _read_genotype(path: str) -> dict:
+    """A genotype.json as a dict, checked by building its genotype; one line on anything else."""
+    import json
+
+    from search_spaces import genotype_from_dict
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+        genotype_from_dict(data)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--genotype {path}: not a readable genotype ({str(err).splitlines()[0][:120]})") from None
+    return data
 
 
 def cmd_grow(args: argparse.Namespace) -> int:

@@ -422,6 +422,13 @@ def _check_inputs(config: TrainConfig) -> None:
     get_genotype(config.seed)
     data = _load_data(config, keep=True)
     get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+    if config.genotype is not None:
+        from search_spaces import genotype_from_dict
+
+        genotype = genotype_from_dict(config.genotype)
+        if (genotype.in_chans, genotype.num_classes) != (data.in_chans, data.num_classes):
+            raise ConfigError(f"the genotype takes {genotype.in_chans}-channel images and {genotype.num_classes} "
+                              f"classes; {config.data} has {data.in_chans} and {data.num_classes}")
 
 
 def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os.PathLike | None,

@@ -249,3 +249,22 @@ def test_grow_script_entry_point(ws: Path) -> None:
     result = subprocess.run([str(script), "train", "--budget", "zero"], capture_output=True, text=True,
                             cwd=ws, env=_env(), timeout=120)
     assert_usage_error(result, "budget")
+
+
+def test_train_a_saved_genotype(ws: Path) -> None:
+    import json
+
+    genotype = search_spaces.ResNetGenotype.uniform([2, 4, 8], [1, 1, 1], in_chans=1)
+    path = ws / "genotype.json"
+    path.write_text(json.dumps(search_spaces.genotype_to_dict(genotype)))
+    result = grow("train", "--seed", "resnet8-thin", "--genotype", str(path), "--data", "sample", "--subset", "200",
+                  "--budget", "2e9", "--seed-value", "0", "--quiet", "--out", str(ws / "run"), cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "run" / "summary.json").read_text())["widths"] == [[2, 2], [4, 4], [8, 8]]
+    (ws / "bad.json").write_text("{\"family\": \"resnet\"}")
+    run_failing(ws, "train", "--genotype", str(ws / "bad.json"), "--budget", "1e9", needles=("--genotype",))
+    run_failing(ws, "train", "--genotype", str(ws / "missing.json"), "--budget", "1e9", needles=("--genotype",))
+    rgb = search_spaces.ResNetGenotype.uniform([2, 4, 8], [1, 1, 1], in_chans=3)
+    path.write_text(json.dumps(search_spaces.genotype_to_dict(rgb)))
+    run_failing(ws, "train", "--genotype", str(path), "--budget", "1e9", "--data", "sample",
+                needles=("3-channel", "sample has 1"))
