@@ -47,6 +47,7 @@ from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups, find_group, groups_of_genotype
 from growth.operators import prune, resized_genotype
+from growth.trainer import Controller
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
@@ -210,7 +211,7 @@ def method_options(extra: Mapping[str, Any], method: str, known: tuple[str, ...]
 # -- the prune-once controller ------------------------------------------------------------------------
 
 
-class PruneOnceController:
+class PruneOnceController(Controller):
     """Train, prune once at the first evaluation with ``prune_frac`` of the budget spent, fine-tune.
 
     Subclasses implement :meth:`prune` (edit ``trainer.model`` through the operators, passing
@@ -275,14 +276,11 @@ class PruneOnceController:
         # Relative change of the network function on validation images (0: pruning was exact).
         change = trainer.output_change(probe, logits_before)
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
-        self.event = {
-            "event": "prune", "method": self.method, "step": trainer.state.step,
-            "train_flops": trainer.ledger.spent_flops, "fraction": round(trainer.ledger.fraction_spent, 5),
-            "old_widths": old_widths, "new_widths": trainer.model.genotype.compact(),
-            "old_macs": before.macs, "macs": after.macs, "old_params": before.params, "params": after.params,
-            "target_macs": self.target_macs, "val_acc_before": val_acc, "val_acc_after": val_after,
-            "output_change": change, **detail}
-        trainer.store.append_jsonl("growth.jsonl", self.event)
+        self.event = trainer.log_event(
+            "prune", method=self.method, old_widths=old_widths, new_widths=trainer.model.genotype.compact(),
+            old_macs=before.macs, macs=after.macs, old_params=before.params, params=after.params,
+            target_macs=self.target_macs, val_acc_before=val_acc, val_acc_after=val_after,
+            output_change=change, **detail)
 
     def summary(self) -> dict:
         event = self.event or {}

@@ -82,6 +82,7 @@ import torch
 from torch import nn
 
 from growth.config import ConfigError, TrainConfig
+from growth.trainer import Controller
 from search_spaces import ResNetGenotype, ResNetStage, genotype_from_dict, genotype_to_dict, get_genotype
 
 from . import MethodOptions, register_method
@@ -209,7 +210,7 @@ def scs(base: TrainConfig, arg: str | None, options: MethodOptions):
 # --------------------------------------------------------------------------------------- controller
 
 
-class SCSController:
+class SCSController(Controller):
     """Mask scores, sampled gates, temperature, budget-aware penalty, then extraction (see module doc)."""
 
     def __init__(self, space: ResNetGenotype, settings: SCSSettings, target_macs: float):
@@ -479,12 +480,11 @@ class SCSController:
             self._extract(trainer, val_acc)
             return
         keep_ch, keep_blk = self._hard_masks()
-        trainer.store.append_jsonl("growth.jsonl", {
-            "event": "scs_search", "step": trainer.state.step, "train_flops": ledger.spent_flops,
-            "fraction": round(ledger.fraction_spent, 5), "beta": round(self.beta, 4),
-            "expected_macs": round(self.last_expected_macs), "budget_factor": round(self.last_factor, 4),
-            "macs": int(self._flops_of(keep_ch, keep_blk, trainer.input_shape)) // 2,
-            "widths": self.hard_genotype().compact(), "val_acc": val_acc})
+        trainer.log_event(
+            "scs_search", beta=round(self.beta, 4), expected_macs=round(self.last_expected_macs),
+            budget_factor=round(self.last_factor, 4),
+            macs=int(self._flops_of(keep_ch, keep_blk, trainer.input_shape)) // 2,
+            widths=self.hard_genotype().compact(), val_acc=val_acc)
 
     def _extract(self, trainer: Trainer, val_acc: float) -> None:
         """Cut the s > 0 sub-network out of the supernet; fine-tuning follows."""
@@ -513,13 +513,9 @@ class SCSController:
         self.phase = "finetune"
         self.mask_opt = None
         cost = trainer.cost
-        ledger = trainer.ledger
-        self.extraction = {
-            "event": "scs_extract", "step": trainer.state.step, "train_flops": ledger.spent_flops,
-            "fraction": round(ledger.fraction_spent, 5), "beta": round(self.beta, 4),
-            "widths": model.genotype.compact(), "macs": cost.macs, "params": cost.params,
-            "target_macs": self.target_macs, "val_acc_before": val_acc}
-        trainer.store.append_jsonl("growth.jsonl", self.extraction)
+        self.extraction = trainer.log_event(
+            "scs_extract", beta=round(self.beta, 4), widths=model.genotype.compact(), macs=cost.macs,
+            params=cost.params, target_macs=self.target_macs, val_acc_before=val_acc)
 
     def summary(self) -> dict:
         return {"method": "scs", "scs_space": self.space.compact(), "scs_target_macs": self.target_macs,

@@ -57,7 +57,7 @@ from .config import GrowConfig
 from .graph import ChannelGroup, channel_groups
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
 from .runstore import RunStore
-from .trainer import Trainer, build_trainer
+from .trainer import Controller, Trainer, build_trainer
 
 
 def target_macs(config: GrowConfig) -> float:
@@ -127,10 +127,11 @@ def solve_factor(genotype: Any, groups: list[ChannelGroup], goal_macs: float, ma
     return lo, widened_genotype(genotype, groups, lo)[1]
 
 
-class GrowthController:
+class GrowthController(Controller):
     """Plugs into :class:`Trainer` (``attach`` before the first step, ``on_eval`` at every check)."""
 
     def __init__(self, config: GrowConfig):
+        super().__init__()
         self.config = config
         self.lam: dict[str, float] | None = None     # conv name -> λ, fixed before the first step
         self.seed_macs = 0.0
@@ -173,11 +174,10 @@ class GrowthController:
         self.changed_at = {g.name: 0 for g in channel_groups(trainer.model)}
         # Only a run that died before its first checkpoint after this point left lines here.
         trainer.store.rewind_jsonl("growth.jsonl", lambda record: False)
-        trainer.store.append_jsonl("growth.jsonl", {
-            "event": "plan", "step": 0, "seed_macs": self.seed_macs, "rule_macs": wanted,
-            "target_macs": self.target, "grows": grows,
-            "step_macs": step_targets(self.seed_macs, self.target, cfg.growth_steps) if grows else [],
-            "step_fractions": [round((k + 1) * cfg.check_every_frac, 6) for k in range(cfg.growth_steps)]})
+        trainer.log_event(
+            "plan", seed_macs=self.seed_macs, rule_macs=wanted, target_macs=self.target, grows=grows,
+            step_macs=step_targets(self.seed_macs, self.target, cfg.growth_steps) if grows else [],
+            step_fractions=[round((k + 1) * cfg.check_every_frac, 6) for k in range(cfg.growth_steps)])
 
     # -- the rule -------------------------------------------------------------------------------------
 
@@ -201,21 +201,18 @@ class GrowthController:
             return
         self.steps_done += 1
         goal = step_targets(self.seed_macs, self.target, cfg.growth_steps)[self.steps_done - 1]
-        record = {"event": "check", "step": trainer.state.step,
-                  "fraction": round(trainer.ledger.fraction_spent, 5), "growth_step": self.steps_done,
-                  "goal_macs": goal, "macs": trainer.cost.macs, "val_acc": val_acc,
-                  "scores": {k: round(v, 4) for k, v in scores.items()}}
+        record = {"growth_step": self.steps_done, "goal_macs": goal, "macs": trainer.cost.macs,
+                  "val_acc": val_acc, "scores": {k: round(v, 4) for k, v in scores.items()}}
         if not _finite(trainer):
             self.refused += 1
-            trainer.store.append_jsonl("growth.jsonl", {**record, "event": "refused",
-                                                        "reason": "non-finite weights or DessiLBI state"})
+            trainer.log_event("refused", **record, reason="non-finite weights or DessiLBI state")
             return
         if cfg.allocation == "uniform":
             chosen = [g.name for g in groups]
         else:
             chosen = select_groups(scores, cfg.select_frac)
         plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal)
-        trainer.store.append_jsonl("growth.jsonl", {**record, "selected": chosen})
+        trainer.log_event("check", **record, selected=chosen)
         if plan:
             self._apply(trainer, plan, scores, val_acc)
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores.get(g.name, 0.0)}
@@ -257,15 +254,11 @@ class GrowthController:
                 detail = {"stage": target + 1, "new_block": len(model.stages[target])}
             self.events += 1
             cost = trainer.cost
-            trainer.store.append_jsonl("growth.jsonl", {
-                "event": action, "step": trainer.state.step, "train_flops": trainer.ledger.spent_flops,
-                "fraction": round(trainer.ledger.fraction_spent, 5), **detail,
-                "output_change": trainer.output_change(probe, before),
-                "params": cost.params, "macs": cost.macs, "widths": model.genotype.compact()})
+            trainer.log_event(action, **detail, output_change=trainer.output_change(probe, before),
+                              params=cost.params, macs=cost.macs, widths=model.genotype.compact())
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
-        trainer.store.append_jsonl("growth.jsonl", {
-            "event": "check_done", "step": trainer.state.step, "val_acc_before": val_acc,
-            "val_acc_after": val_after, "macs": trainer.cost.macs, "widths": model.genotype.compact()})
+        trainer.log_event("check_done", val_acc_before=val_acc, val_acc_after=val_after,
+                          macs=trainer.cost.macs, widths=model.genotype.compact())
 
     def _deepen(self, trainer: Trainer, stage: int) -> None:
         """Append a block; its convs get their own param groups with the λ of the block before."""

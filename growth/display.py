@@ -39,7 +39,7 @@ class PlainDisplay:
                 f"({100 * ledger.fraction_spent:5.1f}%)  loss {getattr(self, 'loss', float('nan')):.3f}  "
                 f"val_acc {record['val_acc']:.4f}  macs {_si(record['macs'])}  "
                 f"{record['images_per_s']:.0f} img/s  eta {_eta(trainer)}")
-        rows = getattr(trainer.controller, "display_rows", lambda: [])()
+        rows = trainer.controller.display_rows()
         if rows:
             line += "  widths " + " ".join(f"{r['group']}={r['width']}({r['ratio']:.2f})" for r in rows
                                            if r["kind"] == "stage")
@@ -86,7 +86,7 @@ class RichDisplay:
                     f"FLOPs {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)}  "
                     f"{trainer.images_per_s:.0f} img/s  ETA {_eta(trainer)}")
         parts = [head, ProgressBar(total=1.0, completed=ledger.fraction_spent, width=60)]
-        rows = getattr(trainer.controller, "display_rows", lambda: [])()
+        rows = trainer.controller.display_rows()
         if rows:
             table = Table("group", "width", "Γ ratio", box=None, padding=(0, 1))
             for r in rows:

@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,19 +82,48 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class Controller(Protocol):
-    """What a growth controller or a baseline method plugs into the loop.
+class Controller:
+    """What a growth controller or a baseline method plugs into the loop: every method a no-op here.
 
-    Required: ``on_eval``, ``state_dict``, ``load_state_dict``. Optional (looked up by name):
-    ``attach(trainer)`` once before training (hooks onto the model), ``extra_loss(trainer)`` a
-    penalty added to the loss, ``after_backward(trainer)``, ``after_step(trainer)``, and
-    ``step_train_flops_per_sample(trainer)`` when a step costs less than the whole model (sampled
-    sub-networks); ``summary()`` adds fields to summary.json.
+    Subclasses override what they need; the trainer calls each at one place in :meth:`Trainer.fit`
+    (in this order within a step: ``extra_loss``, backward, ``after_backward``, optimizer step,
+    ``after_step``, ``step_train_flops_per_sample``). Whatever ``state_dict`` returns is checkpointed
+    and handed back to ``load_state_dict`` on resume.
     """
 
-    def on_eval(self, trainer: Trainer, val_acc: float) -> None: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
+    def attach(self, trainer: Trainer) -> None:
+        """Once before the first step of a session (also after a resume): hooks, calibration."""
+
+    def extra_loss(self, trainer: Trainer) -> torch.Tensor | None:
+        """A penalty added to the loss of this step."""
+        return None
+
+    def after_backward(self, trainer: Trainer) -> None:
+        """Gradients are ready; the optimizer has not stepped."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """The optimizer has stepped."""
+
+    def step_train_flops_per_sample(self, trainer: Trainer) -> int | None:
+        """This step's training FLOPs per sample when less than the whole model's (sampled sub-networks)."""
+        return None
+
+    def on_eval(self, trainer: Trainer, val_acc: float) -> None:
+        """After each evaluation on the validation split (growth checks, pruning points)."""
+
+    def display_rows(self) -> list[dict]:
+        """Rows for the progress display (group, kind, width, ratio)."""
+        return []
+
+    def summary(self) -> dict:
+        """Fields added to summary.json."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -145,7 +174,8 @@ class Trainer:
                  store: RunStore, device: torch.device, controller: Controller | None = None,
                  display: Any = None):
         self.config, self.store, self.device = config, store, device
-        self.controller, self.display = controller, display
+        self.controller: Controller = controller if controller is not None else Controller()
+        self.display = display
         self.data = data.to(device)
         self.channels_last = config.channels_last and device.type != "mps"
         self.model = self.place(model)
@@ -171,7 +201,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
         config, ledger = self.config, self.ledger
-        self._hook("attach")
+        self.controller.attach(self)
         tick = time.monotonic()
         while True:
             batch = next_batch_size(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample),
@@ -215,13 +245,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-        penalty = self._hook("extra_loss")
+        penalty = self.controller.extra_loss(self)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
-        self._hook("after_backward")
+        self.controller.after_backward(self)
         self.optimizer.step()
-        self._hook("after_step")
-        per_sample = self._hook("step_train_flops_per_sample") or self.cost.train_flops_per_sample
+        self.controller.after_step(self)
+        per_sample = self.controller.step_train_flops_per_sample(self) or self.cost.train_flops_per_sample
         self.ledger.charge(batch * per_sample, batch)
         # One sync per step for the display; cheap next to a step on any device.
         return float(loss.detach()), int((logits.argmax(1) == y).sum())
@@ -251,9 +281,12 @@ class Trainer:
         """Relative change of the eval-mode logits on ``probe`` since ``before`` (0: an exact edit)."""
         return float((self.eval_logits(probe) - before).norm() / before.norm().clamp_min(1e-12))
 
-    def _hook(self, name: str) -> Any:
-        method = getattr(self.controller, name, None)
-        return method(self) if method is not None else None
+    def log_event(self, event: str, **fields: Any) -> dict:
+        """Append one record to ``growth.jsonl``: the event, where the run stands, and ``fields``."""
+        record = {"event": event, "step": self.state.step, "train_flops": self.ledger.spent_flops,
+                  "fraction": round(self.ledger.fraction_spent, 5), **fields}
+        self.store.append_jsonl("growth.jsonl", record)
+        return record
 
     @torch.no_grad()
     def accuracy(self, x_all: torch.Tensor, y_all: torch.Tensor, batch: int = 1000) -> float:
@@ -279,8 +312,7 @@ class Trainer:
         self.store.append_jsonl("metrics.jsonl", record)
         if self.display is not None:
             self.display.on_eval(self, record)
-        if self.controller is not None:
-            self.controller.on_eval(self, val_acc)
+        self.controller.on_eval(self, val_acc)
         return val_acc
 
     def finish(self) -> dict:
@@ -303,8 +335,7 @@ class Trainer:
             "images_per_s": round(self.ledger.samples / max(self.state.train_time_s, 1e-9), 1),
             "widths": genotype.compact(), "device": str(self.device),
         }
-        if self.controller is not None and hasattr(self.controller, "summary"):
-            summary.update(self.controller.summary())
+        summary.update(self.controller.summary())
         self.store.write_json("summary.json", summary)
         return summary
 
@@ -330,7 +361,7 @@ class Trainer:
             "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": cuda_rng,
-            "controller": self.controller.state_dict() if self.controller is not None else None,
+            "controller": self.controller.state_dict(),
         }
         self.store.save_torch(CHECKPOINT, state)
         self._last_checkpoint = time.monotonic()
@@ -359,7 +390,7 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-            if self.controller is not None and state["controller"] is not None:
+            if state["controller"]:
                 self.controller.load_state_dict(state["controller"])
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise RunError(f"checkpoint {self.store.path / CHECKPOINT} does not fit this run: "
