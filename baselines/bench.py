@@ -51,7 +51,7 @@ def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
 def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
               target_macs: float | None = None, display_factory=None, log=print) -> dict:
     """Run (or resume) every cell; returns the bench record also written to bench.json."""
-    from growth.trainer import build_trainer, prepare
+    from growth.trainer import Run
 
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
@@ -98,11 +98,10 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
             resume = directory if (directory / CHECKPOINT).exists() else None
             log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
                 f"{f'{target / 1e6:.2f}M' if target else 'none'})")
-            config, store, resuming = prepare(config, directory, resume, kind="bench")
+            run = Run.open(config, None if resume else directory, resume, kind="bench")
             display = display_factory() if display_factory else None
             try:
-                summary = build_trainer(config, store, resuming, controller=controller,
-                                        display=display).fit()
+                summary = run.fit(controller, display)
             finally:
                 if display is not None:
                     display.close()

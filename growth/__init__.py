@@ -8,6 +8,8 @@ Public API (imported lazily, so that ``grow --help`` does not pay for torch)::
     growth.TrainConfig, growth.GrowConfig              configuration   (growth/config.py)
     growth.parse_budget, growth.measure_cost           compute         (growth/compute.py)
     growth.load_dataset                                 data            (growth/data.py)
+    growth.Run, growth.Controller, growth.train        runs, the loop's extension point (growth/trainer.py)
+    growth.grow, growth.GrowthController               the growth rule (growth/controller.py)
 
 Example:
     >>> import growth, search_spaces
@@ -28,6 +30,8 @@ _EXPORTS = {
     "TrainConfig": "config", "GrowConfig": "config",
     "parse_budget": "compute", "measure_cost": "compute", "Ledger": "compute",
     "load_dataset": "data",
+    "Run": "trainer", "Controller": "trainer", "train": "trainer",
+    "grow": "controller", "GrowthController": "controller",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -174,12 +174,11 @@ def _check_run_args(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     _check_run_args(args)  # before the imports below (torch): a usage error answers at once
     from .config import TrainConfig
-    from .trainer import build_trainer, prepare
+    from .trainer import Run
 
     genotype = _read_genotype(args.genotype) if args.genotype else None
-    config, store, resuming = prepare(_train_config(args, TrainConfig, genotype=genotype), args.out,
-                                      args.resume, kind="train")
-    return _run(args, store, lambda display: build_trainer(config, store, resuming, display=display).fit())
+    run = Run.open(_train_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train")
+    return _run(args, run.store, lambda display: run.fit(display=display))
 
 
 def _read_genotype(path: str) -> dict:
@@ -203,8 +202,8 @@ def cmd_grow(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--lam must be a number or auto, got {args.lam!r}") from None
     from .config import GrowConfig
-    from .controller import grow
-    from .trainer import prepare
+    from .controller import GrowthController
+    from .trainer import Run
 
     config = _train_config(
         args, GrowConfig, target_macs=args.target_macs, size_ref_macs=args.size_ref_macs,
@@ -212,8 +211,8 @@ def cmd_grow(args: argparse.Namespace) -> int:
         growth_steps=args.growth_steps, grow_until_frac=args.grow_until, allocation=args.allocation,
         select_frac=args.select_frac, max_step_factor=args.max_step_factor, max_blocks=args.max_blocks,
         deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
-    config, store, resuming = prepare(config, args.out, args.resume, kind="grow")
-    return _run(args, store, lambda display: grow(config, store, resuming, display=display))
+    run = Run.open(config, args.out, args.resume, kind="grow")
+    return _run(args, run.store, lambda display: run.fit(GrowthController(run.config), display))
 
 
 def _run(args: argparse.Namespace, store, fit) -> int:

@@ -47,6 +47,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
@@ -56,8 +57,7 @@ from .compute import measure_cost
 from .config import GrowConfig
 from .graph import ChannelGroup, channel_groups
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
-from .runstore import RunStore
-from .trainer import Controller, Trainer, build_trainer
+from .trainer import Controller, Run, Trainer
 
 
 def target_macs(config: GrowConfig) -> float:
@@ -307,7 +307,8 @@ def _finite(trainer: Trainer) -> bool:
     return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 
-def grow(config: GrowConfig, store: RunStore, resuming: bool, display: Any = None) -> dict:
-    """Run growth to the budget; returns the summary (also written to summary.json)."""
-    controller = GrowthController(config)
-    return build_trainer(config, store, resuming, controller=controller, display=display).fit()
+def grow(config: GrowConfig, out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+         display: Any = None) -> dict:
+    """Run growth to the budget in a new run directory ``out`` (or continue ``resume``); the summary."""
+    run = Run.open(config, out, resume, kind="grow")
+    return run.fit(GrowthController(run.config), display)  # type: ignore[arg-type]

@@ -429,84 +429,89 @@ def default_run_dir(seed: str) -> Path:
     return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
 
 
-# The dataset loaded by prepare() to check --data, handed to the build_trainer() that follows.
-_PRELOADED: dict[tuple, Dataset] = {}
+def _check_inputs(config: TrainConfig, data: Dataset) -> None:
+    """Raise ConfigError / UnknownSeedError for a seed or genotype that does not fit ``data``."""
+    from search_spaces import genotype_from_dict, get_genotype
 
-
-def _load_data(config: TrainConfig, keep: bool = False) -> Dataset:
-    key = (config.data, config.val_size, config.subset)
-    data = _PRELOADED.pop(key, None)
-    _PRELOADED.clear()
-    if data is None:
-        data = load_dataset(config.data, val_size=config.val_size, subset=config.subset,
-                            split_seed=0)  # one validation split per dataset, whatever the run's seed
-    if keep:
-        _PRELOADED[key] = data
-    return data
-
-
-def _check_inputs(config: TrainConfig) -> None:
-    """Raise ConfigError / UnknownSeedError / DataError for a bad device, seed or data spec."""
-    from search_spaces import get_genotype
-
-    resolve_device(config.device)
-    get_genotype(config.seed)
-    data = _load_data(config, keep=True)
     get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
     if config.genotype is not None:
-        from search_spaces import genotype_from_dict
-
         genotype = genotype_from_dict(config.genotype)
         if (genotype.in_chans, genotype.num_classes) != (data.in_chans, data.num_classes):
             raise ConfigError(f"the genotype takes {genotype.in_chans}-channel images and {genotype.num_classes} "
                               f"classes; {config.data} has {data.in_chans} and {data.num_classes}")
 
 
-def prepare(config: TrainConfig, out: str | os.PathLike | None, resume: str | os.PathLike | None,
-            kind: str = "train") -> tuple[TrainConfig, RunStore, bool]:
-    """Validate the config and open (resume) or create the run directory. Raises ValueError/RunError."""
-    if resume is not None:
-        store = RunStore.open(resume)
-        saved = store.read_json("config.json")
-        if saved.get("kind", "train") != kind:
-            raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
-        return type(config).from_dict(saved["config"]), store, True
-    config.validate()
-    _check_inputs(config)  # before the run directory exists: a bad input leaves nothing behind
-    if config.seed_value is None:
-        config.seed_value = random.SystemRandom().randrange(2**31)
-    try:
+@dataclass
+class Run:
+    """One run: its config, its directory, its data, and whether it continues from a checkpoint.
+
+    The one way every command starts (``grow``, ``grow train``, each ``grow bench`` cell)::
+
+        run = Run.open(config, out="runs/x")            # or Run.open(config, resume="runs/x")
+        summary = run.fit(controller=None, display=None)
+    """
+
+    config: TrainConfig
+    store: RunStore
+    data: Dataset
+    resuming: bool
+
+    @classmethod
+    def open(cls, config: TrainConfig, out: str | os.PathLike | None = None,
+             resume: str | os.PathLike | None = None, kind: str = "train") -> Run:
+        """Validate and create the run directory (or reopen ``resume``, whose saved config wins).
+
+        Every input is checked before anything is written: a bad input leaves nothing behind.
+        """
+        from search_spaces import get_genotype
+
+        if resume is not None:
+            store = RunStore.open(resume)
+            saved = store.read_json("config.json")
+            if saved.get("kind", "train") != kind:
+                raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
+            config = type(config).from_dict(saved["config"])
+            return cls(config, store, _load_data(config), True)
+        config.validate()
+        resolve_device(config.device)
+        get_genotype(config.seed)  # an unknown seed is reported before the data are read
+        data = _load_data(config)
+        _check_inputs(config, data)
+        if config.seed_value is None:
+            config.seed_value = random.SystemRandom().randrange(2**31)
         store = RunStore.create(out or default_run_dir(config.seed),
                                 {"kind": kind, "config": config.to_dict(), **run_metadata()})
-    except BaseException:
-        _PRELOADED.clear()
-        raise
-    return config, store, False
+        return cls(config, store, data, False)
+
+    def trainer(self, controller: Controller | None = None, display: Any = None) -> Trainer:
+        """The seed model (or the genotype) on its device; on resume, the checkpoint restored."""
+        from search_spaces import build_model, create_model, genotype_from_dict
+
+        config, data = self.config, self.data
+        device = resolve_device(config.device)
+        torch.manual_seed(config.seed_value)
+        if config.genotype is not None:
+            model = build_model(genotype_from_dict(config.genotype))
+        else:
+            model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+        trainer = Trainer(config, data, model, self.store, device, controller=controller, display=display)
+        if self.resuming:
+            trainer.load_checkpoint()
+        else:
+            trainer.save_checkpoint()  # a run is resumable from its first moment
+        return trainer
+
+    def fit(self, controller: Controller | None = None, display: Any = None) -> dict:
+        """Train to the budget; returns the summary (also written to summary.json)."""
+        return self.trainer(controller, display).fit()
 
 
-def build_trainer(config: TrainConfig, store: RunStore, resuming: bool, controller: Controller | None = None,
-                  display: Any = None) -> Trainer:
-    """Load data and the seed model; on resume, restore the checkpoint."""
-    from search_spaces import build_model, create_model, genotype_from_dict
-
-    device = resolve_device(config.device)
-    data = _load_data(config)
-    torch.manual_seed(config.seed_value)
-    if config.genotype is not None:
-        model = build_model(genotype_from_dict(config.genotype))
-    else:
-        model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
-    trainer = Trainer(config, data, model, store, device, controller=controller, display=display)
-    if resuming:
-        trainer.load_checkpoint()
-    else:
-        trainer.save_checkpoint()  # a run is resumable from its first moment
-    return trainer
+def _load_data(config: TrainConfig) -> Dataset:
+    # One validation split per dataset (split_seed 0), whatever the run's seed.
+    return load_dataset(config.data, val_size=config.val_size, subset=config.subset, split_seed=0)
 
 
 def train(config: TrainConfig, out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
           display: Any = None) -> dict:
     """Train a fixed architecture to the budget; returns the summary (also in summary.json)."""
-    config, store, resuming = prepare(config, out, resume, kind="train")
-    trainer = build_trainer(config, store, resuming, display=display)
-    return trainer.fit()
+    return Run.open(config, out, resume, kind="train").fit(display=display)

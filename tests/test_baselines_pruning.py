@@ -20,7 +20,7 @@ from growth.compute import measure_cost
 from growth.config import TrainConfig
 from growth.graph import channel_groups, find_group, groups_of_genotype
 from growth.operators import resized_genotype
-from growth.trainer import build_trainer, prepare
+from growth.trainer import Run
 from search_spaces import ResNetGenotype, build_model
 
 SHAPE = (1, 28, 28)  # the shipped sample data
@@ -64,8 +64,7 @@ def _run(tmp_path: Path, method: str, budget_batches: float, target_macs: float 
     options = MethodOptions(target_macs=target_macs,
                             extra={"input_shape": SHAPE, "num_classes": 10, **(extra or {})})
     config, controller = configure(parse_method(method), base, options)
-    config, store, resuming = prepare(config, out=tmp_path / name, resume=None, kind="bench")
-    trainer = build_trainer(config, store, resuming, controller=controller)
+    trainer = Run.open(config, out=tmp_path / name, kind="bench").trainer(controller)
     return trainer, controller
 
 
@@ -87,8 +86,7 @@ def _resume(out: Path, method: str, extra: dict | None = None, target_macs: floa
     options = MethodOptions(target_macs=target_macs, extra={"input_shape": SHAPE, "num_classes": 10,
                                                             **(extra or {})})
     _, controller = configure(parse_method(method), base, options)
-    config, store, resuming = prepare(base, out=None, resume=out, kind="bench")
-    return build_trainer(config, store, resuming, controller=controller), controller
+    return Run.open(base, resume=out, kind="bench").trainer(controller), controller
 
 
 # --------------------------------------------------------------------------- global pruning

@@ -13,7 +13,7 @@ from baselines import MethodOptions, configure, parse_method
 from baselines.scs import SCSController, resnet_forward_flops
 from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
-from growth.trainer import build_trainer, prepare
+from growth.trainer import Run
 from search_spaces import (ResNetGenotype, ResNetStage, build_model, extract_genotype, genotype_from_dict,
                            get_genotype)
 
@@ -42,8 +42,7 @@ def _trainer(out: Path, controller: SCSController | None = None, config: TrainCo
     if config is None:
         config, default = _configure()
         controller = controller or default
-    config, store, resuming = prepare(config, out=out if resume is None else None, resume=resume, kind="bench")
-    return build_trainer(config, store, resuming, controller=controller)
+    return Run.open(config, out=out if resume is None else None, resume=resume, kind="bench").trainer(controller)
 
 
 class _Stop(Exception):

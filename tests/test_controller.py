@@ -12,7 +12,8 @@ from growth.config import ConfigError, GrowConfig
 from growth.controller import (GrowthController, entry_rate, grow, select_groups, solve_factor,
                                step_targets, target_macs)
 from growth.graph import groups_of_genotype
-from growth.trainer import build_trainer, prepare
+from growth.runstore import RunStore
+from growth.trainer import Run
 from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
 
 
@@ -73,9 +74,9 @@ def test_common_factor_reaches_the_step_goal_from_below():
 def _trainer(tmp_path, **overrides):
     cfg = GrowConfig(seed="resnet8-thin", data="sample", subset=400, budget_flops=4e10, seed_value=0,
                      **overrides)
-    cfg, store, resuming = prepare(cfg, tmp_path / "run", None, kind="grow")
-    controller = GrowthController(cfg)
-    trainer = build_trainer(cfg, store, resuming, controller=controller)
+    run = Run.open(cfg, tmp_path / "run", kind="grow")
+    controller = GrowthController(run.config)
+    trainer = run.trainer(controller)
     return trainer, controller
 
 
@@ -124,9 +125,8 @@ def test_a_starved_stage_gets_the_new_width_first(tmp_path, one_thread):
     seed = ResNetGenotype.uniform([8, 2, 16], [1, 1, 1], in_chans=1)
     cfg = GrowConfig(seed="resnet8-thin", genotype=genotype_to_dict(seed), data="sample", subset=1500,
                      budget_flops=3e11, seed_value=0, target_macs=2e6)
-    cfg, store, resuming = prepare(cfg, tmp_path / "starved", None, kind="grow")
-    summary = grow(cfg, store, resuming)
-    checks = [e for e in store.read_jsonl("growth.jsonl") if e["event"] == "check"]
+    summary = grow(cfg, tmp_path / "starved")
+    checks = [e for e in RunStore(tmp_path / "starved").read_jsonl("growth.jsonl") if e["event"] == "check"]
     first = checks[0]
     assert set(first["selected"]) == {"stage2", "stage2.block1.inner"}
     assert first["scores"]["stage2"] > max(first["scores"][g] for g in ("stage1", "stage3"))

@@ -356,11 +356,10 @@ def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Pat
     result = _grow(*GROW_ARGS, "--out", str(a))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in (a / "growth.jsonl").read_text().splitlines()]
-    first_growth = min(e["step"] for e in events if e["event"] in ("widen", "deepen"))
-    metrics = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
-    # kill after an evaluation that comes before the first growth, so growth happens after resume
-    kill_after = sum(1 for m in metrics if m["step"] < first_growth)
-    assert kill_after >= 1, "this budget grows at the very first check; the test needs a later growth"
+    growth_steps = sorted({e["step"] for e in events if e["event"] in ("widen", "deepen")})
+    # Kill after the first evaluation (a growth check): later checks grow again after the resume.
+    kill_after = 1
+    assert len(growth_steps) >= 2, "the test needs growth after the first check"
 
     proc = _start(*GROW_ARGS, "--out", str(b))
     try:
