@@ -22,8 +22,10 @@ every pair was already in supp scores 1 (nothing left to enter: saturated). The 
 to 1 by itself with time for a group that just grew (its new filters must earn their entry), so a
 group without new entries is never widened again. The groups scoring at least ``select_frac`` of the
 best score are widened by one common factor, solved so that the network reaches this step's MACs
-(at most ``max_step_factor`` per step); no group scores above 0 means Γ has not moved and nothing
-grows at this check (later steps catch up to their absolute targets). ``allocation="uniform"``
+(at most ``max_step_factor`` per step, or what the per-step MACs need at budgets that ask for a
+much larger network); if they cannot reach it alone, the other groups share the rest by a second
+common factor. No group scoring above 0 means Γ has not moved and nothing grows at this check
+(later steps catch up to their absolute targets). ``allocation="uniform"``
 widens every group at the same moments without reading Γ (the control that separates Γ's choice
 of *where* from growth itself); ``allocation="none"`` never grows (DessiLBI on the seed).
 
@@ -55,7 +57,7 @@ import torch
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
-from .graph import ChannelGroup, channel_groups
+from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
 from .trainer import Controller, Run, Trainer
 
@@ -219,7 +221,9 @@ class GrowthController(Controller):
                       for g in channel_groups(trainer.model)]
 
     def _plan(self, trainer: Trainer, chosen: list[ChannelGroup], goal: float) -> list[tuple]:
-        """Blocks for chosen stages (``deepen``), then one width factor for every chosen group."""
+        """Blocks for chosen stages (``deepen``), one width factor for the chosen groups, then, if they
+        cannot reach the step's MACs alone, one factor for the other groups (the budget decides how
+        much; Γ decides where first)."""
         cfg = self.config
         genotype = trainer.model.genotype
         plan: list[tuple] = []
@@ -232,10 +236,27 @@ class GrowthController(Controller):
                 if measure_cost(candidate, trainer.input_shape).macs <= goal:
                     plan.append(("deepen", stage, None))
                     genotype = candidate
-        if chosen:
-            _, added = solve_factor(genotype, chosen, goal, cfg.max_step_factor, trainer.input_shape)
-            plan += [("widen", name, n) for name, n in added.items()]
-        return plan
+        cap = self.step_factor_cap()
+        added: dict[str, int] = {}
+        chosen_names = {g.name for g in chosen}
+        others = [g for g in groups_of_genotype(genotype) if g.name not in chosen_names]
+        for groups in (chosen, others):
+            names = {g.name for g in groups}
+            groups = [g for g in groups_of_genotype(genotype) if g.name in names]  # current widths
+            if not groups or measure_cost(genotype, trainer.input_shape).macs >= goal * (1 - 1e-3):
+                continue
+            factor, more = solve_factor(genotype, groups, goal, cap, trainer.input_shape)
+            genotype = widened_genotype(genotype, groups, factor)[0]
+            for name, n in more.items():
+                added[name] = added.get(name, 0) + n
+        return plan + [("widen", name, n) for name, n in added.items()]
+
+    def step_factor_cap(self) -> float:
+        """Width factor allowed per step: ``max_step_factor``, or more where the MACs the budget
+        asks for per step need it (MACs grow about as width squared), so that 2e17 reaches its size."""
+        steps = self.config.growth_steps
+        per_step = (self.target / self.seed_macs) ** (1 / steps) if self.seed_macs else 1.0
+        return max(self.config.max_step_factor, 1.1 * math.sqrt(per_step))
 
     def _apply(self, trainer: Trainer, plan: list[tuple], scores: dict[str, float], val_acc: float) -> None:
         model, opt = trainer.model, trainer.optimizer

@@ -9,9 +9,18 @@ import torch
 
 from growth.compute import measure_cost
 from growth.config import ConfigError, GrowConfig
-from growth.controller import (GrowthController, entry_rate, grow, select_groups, solve_factor,
-                               step_targets, target_macs)
+from growth.controller import (
+    GrowthController,
+    entry_rate,
+    grow,
+    select_groups,
+    solve_factor,
+    step_targets,
+    target_macs,
+    widened_genotype,
+)
 from growth.graph import groups_of_genotype
+from growth.operators import resized_genotype
 from growth.runstore import RunStore
 from growth.trainer import Run
 from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
@@ -60,8 +69,6 @@ def test_common_factor_reaches_the_step_goal_from_below():
     goal = 1.7 * seed
     factor, added = solve_factor(genotype, groups, goal, 2.0, shape)
     assert 1.0 < factor < 2.0 and added
-    from growth.controller import widened_genotype
-
     grown = measure_cost(widened_genotype(genotype, groups, factor)[0], shape).macs
     assert seed < grown <= goal
     # A slightly larger factor would pass the goal: the solution uses what the step allows.
@@ -148,3 +155,40 @@ def test_growth_log_is_json_lines(tmp_path, one_thread):
     trainer.fit()
     lines = (trainer.store.path / "growth.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+class _Fake:
+    """What ``GrowthController._plan`` reads of a trainer."""
+
+    def __init__(self, genotype):
+        self.model = type("M", (), {"genotype": genotype})()
+        self.input_shape = (3, 32, 32)
+
+
+def test_when_the_chosen_groups_cannot_reach_the_step_every_group_fills_the_rest():
+    genotype = get_genotype("resnet8-thin")
+    seed = measure_cost(genotype, (3, 32, 32)).macs
+    controller = GrowthController(GrowConfig(budget_flops=1e12))
+    controller.seed_macs, controller.target = seed, 3 * seed
+    first = groups_of_genotype(genotype)[:1]          # stage1 alone: at most x2 per step
+    plan = controller._plan(_Fake(genotype), first, 2.5 * seed)
+    widened = {name: n for _, name, n in plan}
+    assert widened[first[0].name] == first[0].width  # the chosen group first, to its cap (x2)
+    assert len(widened) > 1                          # then the others
+    grown = genotype
+    for name, n in widened.items():
+        group = next(g for g in groups_of_genotype(grown) if g.name == name)
+        grown = resized_genotype(grown, group, torch.arange(group.width), n)
+    assert 2.3 * seed < measure_cost(grown, (3, 32, 32)).macs <= 2.5 * seed
+
+
+def test_the_per_step_cap_follows_the_size_the_budget_asks_for():
+    controller = GrowthController(GrowConfig(budget_flops=2e17))
+    controller.seed_macs = 2.6e6
+    controller.target = target_macs(controller.config)
+    assert controller.target > 300 * controller.seed_macs   # 2e17 asks for a large network
+    per_step = (controller.target / controller.seed_macs) ** (1 / 4)
+    assert controller.step_factor_cap() ** 2 >= per_step      # width^2 ~ MACs: reachable in 4 steps
+    small = GrowthController(GrowConfig(budget_flops=3e13))
+    small.seed_macs, small.target = 2.6e6, 5e6
+    assert small.step_factor_cap() == 2.0
