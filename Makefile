@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 		$(if $(TARGET_MACS),--target-macs $(TARGET_MACS))
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -33,8 +33,8 @@ subset of each layer (on short sample-data runs about half of every ResNet-20 co
 first layers). Per layer rather than one global median because initial filter norms differ by layer
 (Kaiming init: ‖W_g‖ ≈ √(2·c_in/c_out)) and, with BatchNorm after every conv, a filter's scale is not
 comparable across layers: in the same runs, a global λ left the downsampling convs with an empty
-support while whole other layers were full, whatever its value. ν and κ come from the config; a numeric ``lam`` is used for
-every layer as is. The λ values are in the controller's state and in summary.json.
+support while whole other layers were full, whatever its value. ν and κ come from the config; a
+numeric ``lam`` is used for every layer as is. The λ values are in the controller's state and in summary.json.
 
 Learning rate: warm-up, constant until the prune point, cosine decay to 0 over the fine-tuning.
 Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``lam`` (a number, or ``"auto"``),
@@ -52,8 +52,7 @@ from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups
 
 from . import MethodOptions, register_method
-from .pruning import (PruneOnceController, group_scores, method_options, prune_to_keep, prune_to_macs,
-                      pruning_config)
+from .pruning import PruneOnceController, group_scores, method_options, prune_to_keep, prune_to_macs, pruning_config
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer

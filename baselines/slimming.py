@@ -24,8 +24,7 @@ from torch import nn
 from growth.config import TrainConfig
 
 from . import MethodOptions, register_method
-from .pruning import (PruneOnceController, bn_scale_scores, group_scores, method_options, prune_to_macs,
-                      pruning_config)
+from .pruning import PruneOnceController, bn_scale_scores, group_scores, method_options, prune_to_macs, pruning_config
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer

@@ -12,8 +12,7 @@ import torch
 
 import search_spaces
 from baselines import MethodOptions, configure, parse_method
-from baselines.pruning import (bn_scale_scores, eval_every_dividing, group_scores, plan_prune_to_macs,
-                               prune_to_macs)
+from baselines.pruning import bn_scale_scores, eval_every_dividing, group_scores, plan_prune_to_macs, prune_to_macs
 from baselines.slimming import SlimmingController
 from baselines.sss import SSSController
 from growth.compute import measure_cost

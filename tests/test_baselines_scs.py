@@ -14,8 +14,7 @@ from baselines.scs import SCSController, resnet_forward_flops
 from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.trainer import Run
-from search_spaces import (ResNetGenotype, ResNetStage, build_model, extract_genotype, genotype_from_dict,
-                           get_genotype)
+from search_spaces import ResNetGenotype, ResNetStage, build_model, extract_genotype, genotype_from_dict, get_genotype
 
 SHAPE = (1, 28, 28)  # the shipped sample
 # A small supernet with removable blocks in every stage (widths 4/8/16, 2 blocks each); its seed is

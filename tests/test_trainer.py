@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from growth.compute import Ledger, measure_cost
-from growth.data import load_dataset, normalize
 from growth.config import TrainConfig
+from growth.data import load_dataset, normalize
 from growth.trainer import lr_at, next_batch_size, train
 from search_spaces import build_model, create_model, genotype_from_dict
 
