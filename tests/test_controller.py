@@ -186,7 +186,7 @@ def test_the_per_step_cap_follows_the_size_the_budget_asks_for():
     controller = GrowthController(GrowConfig(budget_flops=2e17))
     controller.seed_macs = 2.6e6
     controller.target = target_macs(controller.config)
-    assert controller.target > 300 * controller.seed_macs   # 2e17 asks for a large network
+    assert controller.target > 50 * controller.seed_macs    # 2e17 asks for a large network
     per_step = (controller.target / controller.seed_macs) ** (1 / 4)
     assert controller.step_factor_cap() ** 2 >= per_step      # width^2 ~ MACs: reachable in 4 steps
     small = GrowthController(GrowConfig(budget_flops=3e13))
