@@ -8,7 +8,7 @@ and every block's last BN, so the whole residual stream of the stage is scaled),
 multiplies its last BN's output (the residual branch). The factors live in this controller (and its
 state_dict), not in the trainer's optimizer, and get no weight decay.
 
-**Update** (accelerated proximal gradient, ``shared/ALGORITHMS.md`` §3), after every optimizer step,
+**Update** (accelerated proximal gradient, ``docs/algorithms.md`` §3), after every optimizer step,
 with η the current learning rate, γ the sparsity weight (default 0.01), μ = 0.9::
 
     z = λ' − η ∇G(λ')

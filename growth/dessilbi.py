@@ -6,7 +6,7 @@ entries (``"lasso"``) enter its support from the strongest to the weakest, which
 the growth engine reads to decide which layers are saturated.
 
 One step (α lr, κ kappa, ν nu, λ lam, β momentum, wd weight decay), as in
-``shared/ALGORITHMS.md`` §1::
+``docs/algorithms.md`` §1::
 
     d = ∇L(W) + wd·W
     m ← β m + d                     (first step: m = d; nesterov: m_eff = d + β m)

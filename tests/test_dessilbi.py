@@ -30,7 +30,7 @@ def _ref_prox(V: torch.Tensor, penalty: str, kappa: float, lam: float) -> torch.
 
 
 def _ref_run(W0, grads, penalty, *, lr, kappa, nu, lam, momentum, wd, nesterov):
-    """Reference DessiLBI on one tensor, written from the formulas in ALGORITHMS.md §1."""
+    """Reference DessiLBI on one tensor, written from the formulas in docs/algorithms.md §1."""
     W = W0.clone()
     V = torch.zeros_like(W)
     G = torch.zeros_like(W)
