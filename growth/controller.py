@@ -213,7 +213,8 @@ class GrowthController(Controller):
             chosen = [g.name for g in groups]
         else:
             chosen = select_groups(scores, cfg.select_frac)
-        plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal)
+        # Γ has not moved anywhere (no score above 0): nothing grows now; later steps catch up.
+        plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal) if chosen else []
         trainer.log_event("check", **record, selected=chosen)
         if plan:
             self._apply(trainer, plan, scores, val_acc)

@@ -192,3 +192,13 @@ def test_the_per_step_cap_follows_the_size_the_budget_asks_for():
     small = GrowthController(GrowConfig(budget_flops=3e13))
     small.seed_macs, small.target = 2.6e6, 5e6
     assert small.step_factor_cap() == 2.0
+
+
+def test_nothing_grows_at_a_check_where_no_filter_has_entered(tmp_path, one_thread):
+    trainer, controller = _trainer(tmp_path, target_macs=4e6)
+    controller.attach(trainer)                 # no step yet: every entry step is -1, every score 0
+    widths = trainer.model.genotype.compact()
+    controller.on_eval(trainer, 0.5)
+    last = _events(trainer)[-1]
+    assert last["event"] == "check" and last["selected"] == []
+    assert trainer.model.genotype.compact() == widths
