@@ -10,6 +10,9 @@ Public API (imported lazily, so that ``grow --help`` does not pay for torch)::
     growth.load_dataset                                 data            (growth/data.py)
     growth.Run, growth.Controller, growth.train        runs, the loop's extension point (growth/trainer.py)
     growth.grow, growth.GrowthController               the growth rule (growth/controller.py)
+    growth.GrowthError                                 root of every error raised on purpose (ConfigError,
+                                                       DataError, RunError, UnknownSeedError, UsageError);
+                                                       defined in search_spaces/errors.py, the lowest layer
 
 Example:
     >>> import growth, search_spaces
@@ -23,6 +26,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from search_spaces.errors import GrowthError as GrowthError  # re-exported: the root error type
+
 _EXPORTS = {
     "DessiLBI": "dessilbi", "dessilbi_param_groups": "dessilbi",
     "channel_groups": "graph", "architecture_graph": "graph", "ChannelGroup": "graph",
@@ -34,7 +39,7 @@ _EXPORTS = {
     "grow": "controller", "GrowthController": "controller",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "GrowthError"])
 
 
 def __getattr__(name: str) -> Any:

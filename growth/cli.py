@@ -8,31 +8,80 @@
                                                               growth against baselines, equal budget
     grow report DIR                                           rebuild a bench's table and plots
 
-Every bad input ends with one line on stderr and exit code 2. torch is imported only after the
-arguments are parsed, so ``grow --help`` answers at once.
+Every bad input ends with one line on stderr and exit code 2: every error raised on purpose derives
+from :class:`~search_spaces.errors.GrowthError`, the one thing :func:`main` catches. torch is imported
+only after the arguments are parsed, so ``grow --help`` answers at once.
+
+Subcommands from other packages. The engine does not know its baselines (imports point one way:
+``baselines`` -> ``growth`` -> ``search_spaces``), yet ``grow bench`` and ``grow report`` live in
+``baselines``. They reach the command line through the entry-point group ``growth.commands``
+(:data:`ENTRY_POINT_GROUP`), the way pytest and Optuna find their plugins; ``pyproject.toml`` declares::
+
+    [project.entry-points."growth.commands"]
+    bench = "baselines.commands:bench"
+    report = "baselines.commands:report"
+
+Each entry point names a :class:`Command`: a description, a function adding its arguments to a
+:class:`Parser`, and a function running it (``args -> exit code``). We chose entry points over moving
+the console script out of the engine because ``grow`` stays one command, and any installed package
+(a new baseline, a search) can add a subcommand without the engine importing it. Discovery is lazy:
+``grow --help`` reads only the entry points' names (package metadata, no import); a command's module
+is imported only when that command runs or its parser is asked for (``grow bench --help``). Built-in
+commands win over an entry point of the same name. The entry points exist once the project is
+installed (``pip install -e .``). Commands may raise :class:`UsageError` and use :func:`budget_arg`
+and :func:`positive_int` as argument types.
+
+Example:
+    >>> grow, subs = build_parser()
+    >>> list(subs)[:3]
+    ['train', 'seeds', 'graph']
+    >>> subs["train"].parse_args(["--budget", "1e9"]).budget
+    1000000000.0
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
-COMMANDS = ("train", "seeds", "graph", "bench", "report")
-DEFAULT_METHODS = "grow,scs,sss,slimming,dessilbi-prune,fixed:resnet20,uniform:resnet20,timm:resnet18"
+from search_spaces.errors import GrowthError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+ENTRY_POINT_GROUP = "growth.commands"
+BUILTIN_COMMANDS = ("train", "seeds", "graph")
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
+class UsageError(GrowthError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (one line), not argparse's usage block."""
+
     def error(self, message: str):  # argparse would print the whole usage block first
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _budget(text: str) -> float:
+@dataclass(frozen=True)
+class Command:
+    """A ``grow`` subcommand that a package registers in the ``growth.commands`` entry-point group.
+
+    ``add_arguments(parser)`` declares its options on a :class:`Parser` (``prog`` is ``grow <name>``);
+    ``run(args)`` does the work and returns the exit code.
+    """
+
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def budget_arg(text: str) -> float:
     from .compute import parse_budget
 
     try:
@@ -41,7 +90,7 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -55,14 +104,15 @@ def _add_run_args(p: argparse.ArgumentParser, defaults) -> None:
     """Options shared by ``grow`` and ``grow train``; defaults come from the config dataclass."""
     d = defaults
     p.add_argument("--seed", default=d.seed, help=f"seed architecture (default {d.seed}; see `grow seeds`)")
-    p.add_argument("--budget", type=_budget, help="training FLOPs: 2e17, 2.5e16, 500T, 1P (required unless --resume)")
+    p.add_argument("--budget", type=budget_arg,
+                   help="training FLOPs: 2e17, 2.5e16, 500T, 1P (required unless --resume)")
     p.add_argument("--data", default=d.data,
                    help="sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an ImageFolder directory")
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
-    p.add_argument("--subset", type=_positive_int, help="use only this many training images")
-    p.add_argument("--val-size", type=_positive_int, help="validation images carved from train")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--subset", type=positive_int, help="use only this many training images")
+    p.add_argument("--val-size", type=positive_int, help="validation images carved from train")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov)
@@ -80,18 +130,18 @@ def _add_run_args(p: argparse.ArgumentParser, defaults) -> None:
 
 def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
     g = p.add_argument_group("growth rule (see growth/controller.py)")
-    g.add_argument("--target-macs", type=_budget, default=d.target_macs,
+    g.add_argument("--target-macs", type=budget_arg, default=d.target_macs,
                    help="final inference MACs (default: the best fixed width's MACs at this budget, "
                         "from the size rule below)")
     g.add_argument("--size-ref-macs", type=float, default=d.size_ref_macs,
                    help=f"size rule: best fixed MACs at --size-ref-budget (default {d.size_ref_macs:g}, "
                         "measured on CIFAR-10)")
-    g.add_argument("--size-ref-budget", type=_budget, default=d.size_ref_budget)
+    g.add_argument("--size-ref-budget", type=budget_arg, default=d.size_ref_budget)
     g.add_argument("--size-exponent", type=float, default=d.size_exponent,
                    help=f"size rule: best MACs grow like budget**exponent (default {d.size_exponent:g})")
     g.add_argument("--min-growth", type=float, default=d.min_growth,
                    help="grow only to a target at least this multiple of the seed's MACs")
-    g.add_argument("--growth-steps", type=_positive_int, default=d.growth_steps,
+    g.add_argument("--growth-steps", type=positive_int, default=d.growth_steps,
                    help="number of widenings (geometric in MACs)")
     g.add_argument("--grow-until", type=float, default=d.grow_until_frac,
                    help="share of the budget by which growth is done; steps are evenly spaced before it")
@@ -101,7 +151,7 @@ def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
                    help="widen the groups scoring at least this share of the best score")
     g.add_argument("--max-step-factor", type=float, default=d.max_step_factor,
                    help="a group grows at most this much per step")
-    g.add_argument("--max-blocks", type=_positive_int, default=d.max_blocks, help="depth cap per stage")
+    g.add_argument("--max-blocks", type=positive_int, default=d.max_blocks, help="depth cap per stage")
     g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=d.deepen,
                    help="also add blocks to selected stages")
     g.add_argument("--nu", type=float, default=d.nu, help="DessiLBI ν (coupling W-Γ)")
@@ -109,45 +159,84 @@ def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
     g.add_argument("--lam", default=d.lam, help="DessiLBI λ, or auto (one per layer, calibrated to the check interval)")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
+    """The ``grow`` parser and the subcommands' parsers (built-in ones at once, entry points when asked)."""
     from .config import GrowConfig, TrainConfig
 
-    grow = _Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
-                   "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
-                   + ", ".join(COMMANDS) + " (grow SUBCOMMAND --help).")
+    plugins = _entry_point_commands()
+    grow = Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
+                  "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
+                  + ", ".join([*BUILTIN_COMMANDS, *plugins]) + " (grow SUBCOMMAND --help).")
     _add_run_args(grow, GrowConfig(budget_flops=1.0))
     _add_growth_args(grow, GrowConfig(budget_flops=1.0))
-    subs = {}
-    train = subs["train"] = _Parser(prog="grow train", description="Train a fixed architecture with SGD "
-                                    "until the training-FLOP budget is spent.")
+    subs: dict[str, argparse.ArgumentParser] = {}
+    train = subs["train"] = Parser(prog="grow train", description="Train a fixed architecture with SGD "
+                                   "until the training-FLOP budget is spent.")
     _add_run_args(train, TrainConfig(seed="resnet20"))
     train.add_argument("--eval-every", type=float, default=TrainConfig.eval_every_frac,
                        help="evaluate every this share of the budget")
     train.add_argument("--genotype", metavar="FILE", help="train this architecture (a genotype.json, e.g. "
                        "of a growth run) instead of the seed's")
-    subs["seeds"] = _Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
-    subs["seeds"].add_argument("--input-size", type=_positive_int, default=32)
-    graph = subs["graph"] = _Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
+    subs["seeds"] = Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
+    subs["seeds"].add_argument("--input-size", type=positive_int, default=32)
+    graph = subs["graph"] = Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
     graph.add_argument("--seed", required=True)
-    bench = subs["bench"] = _Parser(prog="grow bench", description="Run every method x seed at one "
-                                    "training-FLOP budget (resumable: finished cells are skipped).")
-    bench.add_argument("--budget", type=_budget, required=True, help="training FLOPs per cell")
-    bench.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
-    bench.add_argument("--frontier-mults", default="1,1.25,1.5,1.75,2",
-                       help="width multipliers that frontier:<seed> expands to (width:<seed>@<mult> cells)")
-    bench.add_argument("--seeds", default="0,1,2", help="comma-separated seed values")
-    bench.add_argument("--data", default="sample")
-    bench.add_argument("--subset", type=_positive_int)
-    bench.add_argument("--val-size", type=_positive_int)
-    bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
-    bench.add_argument("--target-macs", type=_budget, help="size target for uniform/pruning methods "
-                       "(default: the grown network's MACs)")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--quiet", action="store_true")
-    report = subs["report"] = _Parser(prog="grow report", description="Rebuild bench.md and the plots "
-                                      "of a bench directory from its files.")
-    report.add_argument("dir")
-    return grow, subs
+    return grow, Subcommands(subs, plugins)
+
+
+def _entry_point_commands() -> dict[str, EntryPoint]:
+    """The ``growth.commands`` entry points by name (not loaded), built-in names left out, first one wins."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in BUILTIN_COMMANDS and ep.name not in found:
+            found[ep.name] = ep
+    return found
+
+
+class Subcommands(Mapping[str, argparse.ArgumentParser]):
+    """Subcommand name -> parser; an entry point's module is imported when its parser is first asked for."""
+
+    def __init__(self, builtin: dict[str, argparse.ArgumentParser], plugins: dict[str, EntryPoint]) -> None:
+        self._parsers = dict(builtin)
+        self._plugins = plugins
+        self._commands: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        if name not in self._parsers:
+            command = self.command(name)
+            parser = Parser(prog=f"grow {name}", description=command.description)
+            command.add_arguments(parser)
+            self._parsers[name] = parser
+        return self._parsers[name]
+
+    def __contains__(self, name: object) -> bool:  # names only: imports nothing
+        return name in self._parsers or name in self._plugins
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._parsers
+        yield from (name for name in self._plugins if name not in self._parsers)
+
+    def __len__(self) -> int:
+        return len(set(self._parsers) | set(self._plugins))
+
+    def command(self, name: str) -> Command:
+        """The :class:`Command` an entry point names, loaded (imported) on first use."""
+        if name not in self._commands:
+            if name not in self._plugins:
+                raise KeyError(name)
+            command = self._plugins[name].load()
+            if not isinstance(command, Command):
+                raise TypeError(f"entry point {self._plugins[name].value!r} ({ENTRY_POINT_GROUP}) is not a "
+                                f"growth.cli.Command: {command!r}")
+            self._commands[name] = command
+        return self._commands[name]
+
+    def handler(self, name: str) -> Callable[[argparse.Namespace], int]:
+        """What runs subcommand ``name``."""
+        builtin = {"train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph}
+        return builtin[name] if name in builtin else self.command(name).run
 
 
 def _train_config(args: argparse.Namespace, cls, **extra):
@@ -229,54 +318,6 @@ def _run(args: argparse.Namespace, store, fit) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from baselines.bench import default_bench_dir, print_table, run_bench
-
-    from .config import TrainConfig
-    from .display import make_display
-
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
-    try:
-        mults = tuple(float(m) for m in args.frontier_mults.split(",") if m.strip())
-    except ValueError:
-        mults = ()
-    if not mults or not all(0 < m < float("inf") for m in mults):
-        raise UsageError(f"--frontier-mults takes positive comma-separated numbers, got {args.frontier_mults!r}")
-    base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
-                       val_size=args.val_size, device=args.device)
-    try:
-        from baselines import expand_methods, parse_method
-
-        methods = expand_methods([m for m in args.methods.split(",") if m.strip()], mults)
-        if not seeds or not methods:
-            raise UsageError("--seeds and --methods must name at least one each")
-        for m in methods:
-            parse_method(m)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    record = run_bench(methods, seeds, base, Path(args.out) if args.out else default_bench_dir(),
-                       target_macs=args.target_macs,
-                       display_factory=None if args.quiet else (lambda: make_display(False)))
-    print_table(record)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from baselines.bench import print_table, write_report
-
-    record = write_report(Path(args.dir))
-    print_table(record)
-    print(f"wrote {Path(args.dir) / 'bench.md'} and the plots")
-    return 0
-
-
 def cmd_seeds(args: argparse.Namespace) -> int:
     import search_spaces
 
@@ -329,29 +370,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         grow, subs = build_parser()
         if argv and argv[0] in subs:
             name, args = argv[0], subs[argv[0]].parse_args(argv[1:])
+            handler = subs.handler(name)
         else:
-            name, args = "grow", grow.parse_args(argv)
-        handler = {"grow": cmd_grow, "train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph,
-                   "bench": cmd_bench, "report": cmd_report}[name]
+            args, handler = grow.parse_args(argv), cmd_grow
         return handler(args)
-    except UsageError as err:
+    except GrowthError as err:  # bad input, also when raised deep inside: one line, exit code 2
         print(f"grow: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("grow: interrupted; continue with --resume RUN_DIR", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - bad input raised deep inside becomes one line
-        from search_spaces import UnknownSeedError
-
-        from .data import DataError
-        from .runstore import RunError
-        from .trainer import ConfigError
-
-        if isinstance(err, (DataError, RunError, UnknownSeedError, ConfigError)):
-            print(f"grow: error: {err}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m growth.cli``: run the importable module, so that commands from entry points (which import
+    # growth.cli) and this file share one Command and one UsageError class, not two copies
+    from growth.cli import main as _main
+
+    sys.exit(_main())

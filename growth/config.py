@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from search_spaces.errors import GrowthError
 
-class ConfigError(ValueError):
+
+class ConfigError(GrowthError, ValueError):
     """Settings that cannot work; the message is one line."""
 
 

@@ -43,6 +43,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from search_spaces.errors import GrowthError
+
 __all__ = ["DataError", "Dataset", "load_dataset", "normalize", "augment"]
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ _ACCEPTED_FORMS = (
 )
 
 
-class DataError(ValueError):
+class DataError(GrowthError, ValueError):
     """Bad data spec or missing data; ``str(e)`` is one line saying what and how to fix it.
 
     Example::

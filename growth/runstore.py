@@ -30,10 +30,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from search_spaces.errors import GrowthError
+
 CHECKPOINT = "checkpoint.pt"
 
 
-class RunError(ValueError):
+class RunError(GrowthError, ValueError):
     """A run directory that cannot be created, resumed or read; the message is one line."""
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotype import ResNetGenotype, ResNetStage
-from .registry import register_model
+from .registry import register_builder, register_model
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -124,6 +124,9 @@ def extract_resnet_genotype(model: CifarResNet) -> ResNetGenotype:
             src = list(model.genotype.stages[s].shortcut_src)  # unused by a conv shortcut; kept as data
         stages.append(ResNetStage(seq[0].conv2.out_channels, inner, src))
     return ResNetGenotype(stages, shortcut, model.stem.conv.in_channels, model.fc.out_features)
+
+
+register_builder(ResNetGenotype, CifarResNet, module_type=CifarResNet, extract=extract_resnet_genotype)
 
 
 def _resnet(widths: list[int], depth: int, **kwargs) -> ResNetGenotype:

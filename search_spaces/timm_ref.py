@@ -12,6 +12,7 @@ import difflib
 from torch import nn
 
 from .genotype import TimmGenotype
+from .registry import register_builder, register_namespace
 
 
 def check_timm_name(name: str) -> None:
@@ -36,3 +37,13 @@ def build_timm(genotype: TimmGenotype) -> nn.Module:
         model.maxpool = nn.Identity()
     model.genotype = genotype
     return model
+
+
+def timm_genotype(name: str, *, num_classes: int = 10, in_chans: int = 3) -> TimmGenotype:
+    """The genotype of ``timm:<name>``; ``KeyError`` (naming the closest models) for a name timm lacks."""
+    check_timm_name(name)
+    return TimmGenotype(name, in_chans, num_classes)
+
+
+register_namespace("timm", timm_genotype)
+register_builder(TimmGenotype, build_timm)

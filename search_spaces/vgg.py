@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotype import VGGGenotype
-from .registry import register_model
+from .registry import register_builder, register_model
 from .resnet import ConvBN, init_convs
 
 
@@ -50,6 +50,9 @@ def extract_vgg_genotype(model: VGG) -> VGGGenotype:
     stages = [[layer.conv.out_channels for layer in stage] for stage in model.stages]
     first = model.stages[0][0].conv
     return VGGGenotype(stages, first.in_channels, model.fc.out_features)
+
+
+register_builder(VGGGenotype, VGG, module_type=VGG, extract=extract_vgg_genotype)
 
 
 _VGG16 = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]

@@ -230,13 +230,54 @@ def test_parser_does_not_import_torch(ws: Path, code: str) -> None:
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["seeds", "--help"], ["graph", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["seeds", "--help"], ["graph", "--help"],
+                                  ["bench", "--help"], ["report", "--help"]])
 def test_help(ws: Path, args: list[str]) -> None:
     before = snapshot(ws)
     result = grow(*args, cwd=ws)
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and result.stderr == ""
     assert snapshot(ws) == before
+    if args[0] != "--help":
+        assert result.stdout.startswith(f"usage: grow {args[0]} ")
+
+
+def test_bench_and_report_come_from_the_entry_point_group() -> None:
+    # growth/cli.py never imports baselines: the two commands are found through package metadata
+    from importlib.metadata import entry_points
+
+    from growth.cli import ENTRY_POINT_GROUP, Command
+
+    points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert points["bench"].value == "baselines.commands:bench"
+    assert points["report"].value == "baselines.commands:report"
+    assert all(isinstance(points[name].load(), Command) for name in ("bench", "report"))
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["bench", "--budget", "1e9", "--seeds", "x"], ("--seeds",)),
+    (["bench", "--budget", "1e9", "--frontier-mults", "0"], ("--frontier-mults",)),
+    (["bench", "--budget", "1e9", "--methods", "nope"], ("unknown method 'nope'",)),
+    (["bench"], ("--budget", "grow bench --help")),
+    (["report", str(Path("/nonexistent"))], ("/nonexistent",)),
+])
+def test_bench_and_report_bad_input(ws: Path, args: list[str], needles: tuple[str, ...]) -> None:
+    run_failing(ws, *args, needles=needles)
+
+
+def test_every_error_raised_on_purpose_has_one_root() -> None:
+    import growth
+    from growth.cli import UsageError
+    from growth.config import ConfigError
+    from growth.data import DataError
+    from growth.runstore import RunError
+    from search_spaces.errors import GrowthError
+
+    assert growth.GrowthError is GrowthError is search_spaces.GrowthError
+    for cls, builtin in ((ConfigError, ValueError), (DataError, ValueError), (RunError, ValueError),
+                         (search_spaces.UnknownSeedError, KeyError), (UsageError, Exception)):
+        assert issubclass(cls, GrowthError) and issubclass(cls, builtin), cls
+    assert str(search_spaces.UnknownSeedError("unknown seed 'x'")) == "unknown seed 'x'"  # no KeyError quotes
 
 
 def test_grow_script_entry_point(ws: Path) -> None:
@@ -249,6 +290,9 @@ def test_grow_script_entry_point(ws: Path) -> None:
     result = subprocess.run([str(script), "train", "--budget", "zero"], capture_output=True, text=True,
                             cwd=ws, env=_env(), timeout=120)
     assert_usage_error(result, "budget")
+    result = subprocess.run([str(script), "bench", "--help"], capture_output=True, text=True, cwd=ws, env=_env(),
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: grow bench ")
 
 
 def test_train_a_saved_genotype(ws: Path) -> None:

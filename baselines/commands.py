@@ -1,0 +1,108 @@
+"""``grow bench`` and ``grow report``: the baselines' subcommands of the ``grow`` command line.
+
+The engine does not import the baselines; these commands reach ``grow`` through the entry-point
+group ``growth.commands`` declared in ``pyproject.toml`` (see :mod:`growth.cli`)::
+
+    [project.entry-points."growth.commands"]
+    bench = "baselines.commands:bench"
+    report = "baselines.commands:report"
+
+This module stays light (no torch) so that ``grow bench --help`` answers at once; the bench itself
+is imported when a command runs.
+
+Example:
+    >>> from growth.cli import Parser
+    >>> parser = Parser(prog="grow bench", description=bench.description)
+    >>> bench.add_arguments(parser)
+    >>> args = parser.parse_args(["--budget", "2e13", "--seeds", "0"])
+    >>> args.budget, args.methods.split(",")[0], args.frontier_mults
+    (20000000000000.0, 'grow', '1,1.25,1.5,1.75,2')
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from growth.cli import Command, UsageError, budget_arg, positive_int
+
+DEFAULT_METHODS = "grow,scs,sss,slimming,dessilbi-prune,fixed:resnet20,uniform:resnet20,timm:resnet18"
+
+__all__ = ["DEFAULT_METHODS", "bench", "cmd_bench", "cmd_report", "report"]
+
+
+def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
+    """The options of ``grow bench``."""
+    bench.add_argument("--budget", type=budget_arg, required=True, help="training FLOPs per cell")
+    bench.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    bench.add_argument("--frontier-mults", default="1,1.25,1.5,1.75,2",
+                       help="width multipliers that frontier:<seed> expands to (width:<seed>@<mult> cells)")
+    bench.add_argument("--seeds", default="0,1,2", help="comma-separated seed values")
+    bench.add_argument("--data", default="sample")
+    bench.add_argument("--subset", type=positive_int)
+    bench.add_argument("--val-size", type=positive_int)
+    bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
+    bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
+                       "(default: the grown network's MACs)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--quiet", action="store_true")
+
+
+def add_report_arguments(report: argparse.ArgumentParser) -> None:
+    """The arguments of ``grow report``."""
+    report.add_argument("dir")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from growth.config import TrainConfig
+    from growth.display import make_display
+
+    from .bench import default_bench_dir, print_table, run_bench
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    try:
+        mults = tuple(float(m) for m in args.frontier_mults.split(",") if m.strip())
+    except ValueError:
+        mults = ()
+    if not mults or not all(0 < m < float("inf") for m in mults):
+        raise UsageError(f"--frontier-mults takes positive comma-separated numbers, got {args.frontier_mults!r}")
+    base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
+                       val_size=args.val_size, device=args.device)
+    try:
+        from . import expand_methods, parse_method
+
+        methods = expand_methods([m for m in args.methods.split(",") if m.strip()], mults)
+        if not seeds or not methods:
+            raise UsageError("--seeds and --methods must name at least one each")
+        for m in methods:
+            parse_method(m)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    record = run_bench(methods, seeds, base, Path(args.out) if args.out else default_bench_dir(),
+                       target_macs=args.target_macs,
+                       display_factory=None if args.quiet else (lambda: make_display(False)))
+    print_table(record)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import print_table, write_report
+
+    record = write_report(Path(args.dir))
+    print_table(record)
+    print(f"wrote {Path(args.dir) / 'bench.md'} and the plots")
+    return 0
+
+
+bench = Command(
+    description="Run every method x seed at one training-FLOP budget (resumable: finished cells are skipped).",
+    add_arguments=add_bench_arguments, run=cmd_bench)
+report = Command(
+    description="Rebuild bench.md and the plots of a bench directory from its files.",
+    add_arguments=add_report_arguments, run=cmd_report)
