@@ -19,11 +19,17 @@ gap: test accuracy minus the frontier's, interpolated linearly in log MACs at th
 seed value (against the frontier cells of the same seed value), then mean ± std over seeds.
 Settings that shape a cell (budget, data, subset, validation size, size target) must match when a
 bench is continued; methods and seeds may be added.
+
+Two cells whose training is the same (same :func:`run_identity`) are run once: the later one is
+recorded as ``same_as`` the earlier and its row says so. This happens where the budget rule keeps
+the seed: ``grow``, ``grow-uniform`` and ``dessilbi:<seed>`` are then all DessiLBI on the seed, and
+``scratch`` (the grown genotype, i.e. the seed, with SGD) is ``width:<seed>@1``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -42,6 +48,34 @@ SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")
 
 def cell_dir(root: Path, spec: MethodSpec, seed: int) -> Path:
     return root / "cells" / str(spec).replace(":", "-").replace("/", "-") / f"seed{seed}"
+
+
+def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, ...], num_classes: int) -> str:
+    """A hash of everything that decides a cell's training; equal hashes are the same run.
+
+    Normalised so that equal trainings compare equal: an explicit genotype equal to the seed's is
+    the seed, checkpoint cadence does not change results (resume is exact), and a growth config
+    whose plan does not grow is DessiLBI on the seed whatever its allocation.
+    """
+    from growth.compute import measure_cost
+    from growth.config import GrowConfig
+    from growth.controller import plans_growth
+    from search_spaces import genotype_to_dict, get_genotype
+
+    settings = config.to_dict()
+    settings.pop("checkpoint_every_s", None)
+    if settings.get("genotype") is not None and not config.seed.startswith("timm:"):
+        seed = get_genotype(config.seed, num_classes=num_classes, in_chans=input_shape[0])
+        if genotype_to_dict(seed) == settings["genotype"]:
+            settings["genotype"] = None
+    if isinstance(config, GrowConfig) and settings.get("genotype") is None:
+        seed_macs = measure_cost(get_genotype(config.seed, num_classes=num_classes, in_chans=input_shape[0]),
+                                 tuple(input_shape)).macs
+        if not plans_growth(config, seed_macs):
+            settings["allocation"] = "none"
+    settings["controller"] = type(controller).__name__ if controller is not None else None
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
@@ -80,21 +114,30 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
 
     data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)
     shape = tuple(data.train_x.shape[1:])
+    grow_spec = next((s for s in specs if s.name == "grow"), MethodSpec("grow"))
     for spec in _order(specs):
         for seed in seeds:
             key = f"{spec}/seed{seed}"
             directory = cell_dir(out, spec, seed)
-            if (directory / "summary.json").exists():
-                record["cells"][key] = _cell_entry(spec, seed, out)
-                continue
-            grown = record["cells"].get(f"grow/seed{seed}")
+            grown = record["cells"].get(f"{grow_spec}/seed{seed}")
             target = target_macs or (grown["macs"] if grown and spec.name in SIZE_TARGETED else None)
             extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes}
-            grown_genotype = cell_dir(out, MethodSpec("grow"), seed) / "genotype.json"
+            grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
             if spec.name == "scratch" and grown_genotype.exists():
                 extra["grown_genotype"] = json.loads(grown_genotype.read_text())
             options = MethodOptions(target_macs=target, extra=extra)
             config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
+            identity = run_identity(config, controller, shape, data.num_classes)
+            if (directory / "summary.json").exists():
+                record["cells"][key] = _cell_entry(spec, seed, out, directory, identity)
+                continue
+            twin = next((k for k, c in record["cells"].items() if k != key and c.get("identity") == identity
+                         and not c.get("same_as")), None)
+            if twin is not None:
+                record["cells"][key] = {**record["cells"][twin], "method": str(spec), "same_as": twin}
+                log(f"[bench] {key}: the same run as {twin}, not run again")
+                atomic_write_json(record_path, record)
+                continue
             resume = directory if (directory / CHECKPOINT).exists() else None
             log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
                 f"{f'{target / 1e6:.2f}M' if target else 'none'})")
@@ -107,17 +150,16 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
                     display.close()
             log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
                 f"train FLOPs {summary['train_flops']:.3g}")
-            record["cells"][key] = _cell_entry(spec, seed, out)
+            record["cells"][key] = _cell_entry(spec, seed, out, directory, identity)
             atomic_write_json(record_path, record)
     atomic_write_json(record_path, record)
     write_report(out)
     return record
 
 
-def _cell_entry(spec: MethodSpec, seed: int, root: Path) -> dict:
-    directory = cell_dir(root, spec, seed)
+def _cell_entry(spec: MethodSpec | str, seed: int, root: Path, directory: Path, identity: str | None) -> dict:
     summary = RunStore(directory).read_json("summary.json")
-    return {"method": str(spec), "seed": seed, "dir": str(directory.relative_to(root)), **{
+    return {"method": str(spec), "seed": seed, "dir": str(directory.relative_to(root)), "identity": identity, **{
         k: summary.get(k) for k in ("test_acc", "val_acc", "params", "macs", "train_flops",
                                     "budget_flops", "train_time_s", "widths", "epochs")}}
 
@@ -197,8 +239,9 @@ def summarise(record: dict) -> list[dict]:
         acc_mean, acc_std = _mean_std([c["test_acc"] for c in cells])
         gaps = frontier_gaps(record, cells)
         gap, gap_std = _mean_std(gaps) if gaps else (None, None)
+        twins = sorted({c["same_as"].rpartition("/")[0] for c in cells if c.get("same_as")})
         table.append({
-            "method": method, "seeds": len(cells), "widths": cells[0]["widths"],
+            "method": method, "seeds": len(cells), "same_as": twins, "widths": cells[0]["widths"],
             "depth": _depth(cells[0]["widths"]),
             "params": _mean_std([c["params"] for c in cells])[0],
             "macs": _mean_std([c["macs"] for c in cells])[0],
@@ -234,11 +277,15 @@ def markdown(record: dict) -> str:
              "| wall time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        star = " *" if r["method"] in front else ""
-        lines.append(f"| {r['method']}{star} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
+        name = r["method"] + same_as_note(r) + (" *" if r["method"] in front else "")
+        lines.append(f"| {name} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
                      f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
                      f"{format_gap(r)} | {r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
     return "\n".join(lines) + "\n"
+
+
+def same_as_note(row: dict) -> str:
+    return f" (same run as {', '.join(row['same_as'])})" if row["same_as"] else ""
 
 
 def format_gap(row: dict) -> str:
@@ -297,7 +344,8 @@ def write_report(out: Path) -> dict:
     # Refresh from the cells' own summaries, the ground truth.
     for key, cell in list(record["cells"].items()):
         if (out / cell["dir"] / "summary.json").exists():
-            record["cells"][key] = _cell_entry(parse_method(cell["method"]), cell["seed"], out)
+            fresh = _cell_entry(cell["method"], cell["seed"], out, out / cell["dir"], cell.get("identity"))
+            record["cells"][key] = {**fresh, **({"same_as": cell["same_as"]} if cell.get("same_as") else {})}
     atomic_write_bytes(out / "bench.md", markdown(record).encode())
     plot(record, out)
     return record
@@ -312,7 +360,8 @@ def print_table(record: dict) -> None:
     table = Table("method", "widths", "depth", "params", "MACs", "test acc", "frontier gap", "train FLOPs", "wall",
                   title=f"{record['settings']['budget_flops']:.3g} training FLOPs, {record['settings']['data']}")
     for r in rows:
-        table.add_row(r["method"] + (" *" if r["method"] in front else ""), str(r["widths"]), r["depth"],
+        name = r["method"] + same_as_note(r) + (" *" if r["method"] in front else "")
+        table.add_row(name, str(r["widths"]), r["depth"],
                       f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e6:.2f}M",
                       f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%", format_gap(r),
                       f"{r['train_flops']:.3g}", f"{r['train_time_s']:.0f} s")

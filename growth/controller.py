@@ -69,6 +69,18 @@ def target_macs(config: GrowConfig) -> float:
     return config.size_ref_macs * (config.budget_flops / config.size_ref_budget) ** config.size_exponent
 
 
+def plans_growth(config: GrowConfig, seed_macs: float) -> bool:
+    """Whether a run grows at all: the target is at least ``min_growth`` x the seed (and allocation is not none).
+
+    When it does not, the run is DessiLBI on the seed whatever the allocation: ``grow bench`` uses
+    this to recognise the controls that are the very same run as ``grow``.
+
+    >>> plans_growth(GrowConfig(budget_flops=1e13, target_macs=3e6), seed_macs=2.62e6)
+    False
+    """
+    return config.allocation != "none" and target_macs(config) >= config.min_growth * seed_macs
+
+
 def step_targets(seed_macs: float, target: float, steps: int) -> list[float]:
     """MACs after each growth step: geometric from the seed to the target."""
     return [round(seed_macs * (target / seed_macs) ** (k / steps), 6) for k in range(1, steps + 1)]
@@ -171,7 +183,7 @@ class GrowthController(Controller):
         split_lam_groups(trainer.optimizer, convs, self.lam)
         self.seed_macs = float(trainer.cost.macs)
         wanted = target_macs(cfg)
-        grows = cfg.allocation != "none" and wanted >= cfg.min_growth * self.seed_macs
+        grows = plans_growth(cfg, self.seed_macs)
         self.target = wanted if grows else self.seed_macs
         self.changed_at = {g.name: 0 for g in channel_groups(trainer.model)}
         # Only a run that died before its first checkpoint after this point left lines here.

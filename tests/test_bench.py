@@ -111,6 +111,9 @@ def test_frontier_expands_to_width_cells_and_every_row_gets_a_gap(tmp_path):
     rows = {r["method"]: r for r in summarise(record)}
     # fixed:resnet8-thin is the frontier's first point (same architecture, same seed): gap 0.
     assert rows["fixed:resnet8-thin"]["frontier_gap"] == pytest.approx(0.0, abs=1e-9)
+    # ... and the very same run: trained once, recorded as such.
+    assert record["cells"]["fixed:resnet8-thin/seed0"]["same_as"] == "width:resnet8-thin@1/seed0"
+    assert not (out / "cells" / "fixed-resnet8-thin").exists()
     assert "frontier gap" in (out / "bench.md").read_text()
 
 
@@ -135,3 +138,40 @@ def test_width_method_rejects_a_bad_multiplier():
     for text in ("width:resnet20-thin", "width:resnet20-thin@0", "width:resnet20-thin@x", "width:@2"):
         with pytest.raises(ValueError):
             parse_method(text)
+
+
+def test_controls_that_are_the_same_run_as_grow_are_run_once(tmp_path):
+    # At this budget the size rule keeps the seed: grow, grow-uniform and dessilbi are DessiLBI on the
+    # seed, and scratch (the grown genotype = the seed, SGD) is width@1. Two runs, five rows.
+    out = tmp_path / "bench"
+    methods = "grow:resnet8-thin,dessilbi:resnet8-thin,grow-uniform:resnet8-thin,scratch:resnet8-thin," \
+              "width:resnet8-thin@1,width:resnet8-thin@2"
+    res = subprocess.run(
+        [sys.executable, "-m", "growth.cli", "bench", "--budget", "3e10", "--methods", methods, "--seeds", "0",
+         "--data", "sample", "--subset", "300", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    cells = json.loads((out / "bench.json").read_text())["cells"]
+    assert {k: c.get("same_as") for k, c in cells.items()} == {
+        "grow:resnet8-thin/seed0": None, "dessilbi:resnet8-thin/seed0": "grow:resnet8-thin/seed0",
+        "grow-uniform:resnet8-thin/seed0": "grow:resnet8-thin/seed0", "scratch:resnet8-thin/seed0": None,
+        "width:resnet8-thin@1/seed0": "scratch:resnet8-thin/seed0", "width:resnet8-thin@2/seed0": None}
+    assert sorted(p.parent.name for p in out.glob("cells/*/seed0")) == [
+        "grow-resnet8-thin", "scratch-resnet8-thin", "width-resnet8-thin@2"]
+    assert cells["dessilbi:resnet8-thin/seed0"]["test_acc"] == cells["grow:resnet8-thin/seed0"]["test_acc"]
+    assert "dessilbi:resnet8-thin (same run as grow:resnet8-thin)" in (out / "bench.md").read_text()
+
+
+def test_a_growth_run_that_plans_no_growth_is_the_same_run_whatever_the_allocation(tmp_path):
+    # What lets the bench record dessilbi and grow-uniform as grow's twins: not assumed, measured.
+    summaries = []
+    for allocation in ("gamma", "uniform", "none"):
+        out = tmp_path / allocation
+        res = subprocess.run(
+            [sys.executable, "-m", "growth.cli", "--seed", "resnet8-thin", "--budget", "3e10", "--data", "sample",
+             "--subset", "300", "--seed-value", "0", "--allocation", allocation, "--out", str(out), "--quiet"],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert res.returncode == 0, res.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        summaries.append({k: summary[k] for k in ("test_acc", "val_acc", "train_flops", "widths", "macs")})
+    assert summaries[0] == summaries[1] == summaries[2]
