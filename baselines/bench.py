@@ -35,7 +35,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from growth.config import TrainConfig
 from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
@@ -50,7 +50,7 @@ def cell_dir(root: Path, spec: MethodSpec, seed: int) -> Path:
     return root / "cells" / str(spec).replace(":", "-").replace("/", "-") / f"seed{seed}"
 
 
-def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, ...], num_classes: int) -> str:
+def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, int, int], num_classes: int) -> str:
     """A hash of everything that decides a cell's training; equal hashes are the same run.
 
     Normalised so that equal trainings compare equal: an explicit genotype equal to the seed's is
@@ -70,7 +70,7 @@ def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, .
             settings["genotype"] = None
     if isinstance(config, GrowConfig) and settings.get("genotype") is None:
         seed_macs = measure_cost(get_genotype(config.seed, num_classes=num_classes, in_chans=input_shape[0]),
-                                 tuple(input_shape)).macs
+                                 input_shape).macs
         if not plans_growth(config, seed_macs):
             settings["allocation"] = "none"
     settings["controller"] = type(controller).__name__ if controller is not None else None
@@ -83,7 +83,8 @@ def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
 
 
 def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
-              target_macs: float | None = None, display_factory=None, log=print) -> dict:
+              target_macs: float | None = None, display_factory: Callable[[], Any] | None = None,
+              log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every cell; returns the bench record also written to bench.json."""
     from growth.trainer import Run
 
@@ -113,7 +114,8 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
     from growth.data import load_dataset
 
     data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)
-    shape = tuple(data.train_x.shape[1:])
+    c, h, w = data.train_x.shape[1:]
+    shape = (int(c), int(h), int(w))
     grow_spec = next((s for s in specs if s.name == "grow"), MethodSpec("grow"))
     for spec in _order(specs):
         for seed in seeds:

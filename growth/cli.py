@@ -42,15 +42,20 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from search_spaces.errors import GrowthError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from pathlib import Path
+
+    from .runstore import RunStore
 
 ENTRY_POINT_GROUP = "growth.commands"
 BUILTIN_COMMANDS = ("train", "seeds", "graph")
@@ -64,7 +69,7 @@ class UsageError(GrowthError):
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are :class:`UsageError` (one line), not argparse's usage block."""
 
-    def error(self, message: str):  # argparse would print the whole usage block first
+    def error(self, message: str) -> NoReturn:  # argparse would print the whole usage block first
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
@@ -100,63 +105,81 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _add_run_args(p: argparse.ArgumentParser, defaults) -> None:
-    """Options shared by ``grow`` and ``grow train``; defaults come from the config dataclass."""
-    d = defaults
-    p.add_argument("--seed", default=d.seed, help=f"seed architecture (default {d.seed}; see `grow seeds`)")
-    p.add_argument("--budget", type=budget_arg,
-                   help="training FLOPs: 2e17, 2.5e16, 500T, 1P (required unless --resume)")
-    p.add_argument("--data", default=d.data,
-                   help="sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an ImageFolder directory")
+def finite_float(text: str) -> float:
+    """A float option: NaN and infinities are refused here, ranges by the config's ``validate``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def lam_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return finite_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"budget": budget_arg, "count": positive_int, "lam": lam_arg}
+_TYPES: dict[str, Callable[[str], Any]] = {"float": finite_float, "int": int, "str": str}
+
+
+def config_options(cls: type) -> list[tuple[dataclasses.Field, dict]]:
+    """The fields of config class ``cls`` that are command-line options, with their option metadata.
+
+    A subclass that overrides a field's default without metadata keeps the parent's.
+    """
+    found = []
+    for f in dataclasses.fields(cls):
+        inherited = (getattr(base, "__dataclass_fields__")[f.name].metadata for base in cls.__mro__[1:]
+                     if f.name in getattr(base, "__dataclass_fields__", {}))
+        meta = dict(f.metadata) or next((dict(m) for m in inherited), {})
+        if meta.get("cli", False):
+            found.append((f, meta))
+    return found
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any, exclude: tuple[str, ...] = ()
+                       ) -> None:
+    """One option per field of the config dataclass ``cls`` (growth.config.option), ``dest`` = the field.
+
+    Defaults come from the instance ``defaults``; the budget has none (required unless --resume).
+    """
+    groups: dict[str, Any] = {}
+    for f, meta in config_options(cls):
+        if f.name in exclude:
+            continue
+        group = meta["group"]
+        target = parser if group is None else groups.setdefault(group, parser.add_argument_group(group))
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        default = None if f.name == "budget_flops" else getattr(defaults, f.name)
+        shown = "" if default is None else f" (default {default:g})" if isinstance(default, float) else \
+            f" (default {default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta["help"] + shown,
+                                  "metavar": flag[2:].upper().replace("-", "_")}
+        base_type = str(f.type).replace(" | None", "")
+        if base_type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["help"] = meta["help"]
+            del kwargs["metavar"]
+        elif meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+            del kwargs["metavar"]
+        else:
+            kwargs["type"] = _PARSERS[meta["parse"]] if meta["parse"] else _TYPES[base_type]
+        target.add_argument(flag, **kwargs)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``grow`` and ``grow train`` that are not config fields."""
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
-    p.add_argument("--subset", type=positive_int, help="use only this many training images")
-    p.add_argument("--val-size", type=positive_int, help="validation images carved from train")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--warmup", type=float, default=d.warmup_frac, help="share of the budget spent warming up")
-    p.add_argument("--schedule", choices=("cosine", "linear", "constant"), default=d.schedule)
-    p.add_argument("--seed-value", type=int, help="random seed; makes a CPU run deterministic")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
-                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last)
     p.add_argument("--quiet", action="store_true", help="no progress display")
-
-
-def _add_growth_args(p: argparse.ArgumentParser, d) -> None:
-    g = p.add_argument_group("growth rule (see growth/controller.py)")
-    g.add_argument("--target-macs", type=budget_arg, default=d.target_macs,
-                   help="final inference MACs (default: the best fixed width's MACs at this budget, "
-                        "from the size rule below)")
-    g.add_argument("--size-ref-macs", type=float, default=d.size_ref_macs,
-                   help=f"size rule: best fixed MACs at --size-ref-budget (default {d.size_ref_macs:g}, "
-                        "measured on CIFAR-10)")
-    g.add_argument("--size-ref-budget", type=budget_arg, default=d.size_ref_budget)
-    g.add_argument("--size-exponent", type=float, default=d.size_exponent,
-                   help=f"size rule: best MACs grow like budget**exponent (default {d.size_exponent:g})")
-    g.add_argument("--min-growth", type=float, default=d.min_growth,
-                   help="grow only to a target at least this multiple of the seed's MACs")
-    g.add_argument("--growth-steps", type=positive_int, default=d.growth_steps,
-                   help="number of widenings (geometric in MACs)")
-    g.add_argument("--grow-until", type=float, default=d.grow_until_frac,
-                   help="share of the budget by which growth is done; steps are evenly spaced before it")
-    g.add_argument("--allocation", choices=("gamma", "uniform", "none"), default=d.allocation,
-                   help="where to widen: gamma (Γ entry rate), uniform (every group), none (no growth)")
-    g.add_argument("--select-frac", type=float, default=d.select_frac,
-                   help="widen the groups scoring at least this share of the best score")
-    g.add_argument("--max-step-factor", type=float, default=d.max_step_factor,
-                   help="a group grows at most this much per step")
-    g.add_argument("--max-blocks", type=positive_int, default=d.max_blocks, help="depth cap per stage")
-    g.add_argument("--deepen", action=argparse.BooleanOptionalAction, default=d.deepen,
-                   help="also add blocks to selected stages")
-    g.add_argument("--nu", type=float, default=d.nu, help="DessiLBI ν (coupling W-Γ)")
-    g.add_argument("--kappa", type=float, default=d.kappa, help="DessiLBI κ")
-    g.add_argument("--lam", default=d.lam, help="DessiLBI λ, or auto (one per layer, calibrated to the check interval)")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
@@ -167,14 +190,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     grow = Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
                   "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
                   + ", ".join([*BUILTIN_COMMANDS, *plugins]) + " (grow SUBCOMMAND --help).")
-    _add_run_args(grow, GrowConfig(budget_flops=1.0))
-    _add_growth_args(grow, GrowConfig(budget_flops=1.0))
+    add_config_options(grow, GrowConfig, GrowConfig(budget_flops=1.0))
+    _add_run_args(grow)
     subs: dict[str, argparse.ArgumentParser] = {}
     train = subs["train"] = Parser(prog="grow train", description="Train a fixed architecture with SGD "
                                    "until the training-FLOP budget is spent.")
-    _add_run_args(train, TrainConfig(seed="resnet20"))
-    train.add_argument("--eval-every", type=float, default=TrainConfig.eval_every_frac,
-                       help="evaluate every this share of the budget")
+    add_config_options(train, TrainConfig, TrainConfig(seed="resnet20"), exclude=("kappa", "nu", "lam"))
+    _add_run_args(train)
     train.add_argument("--genotype", metavar="FILE", help="train this architecture (a genotype.json, e.g. "
                        "of a growth run) instead of the seed's")
     subs["seeds"] = Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
@@ -239,22 +261,14 @@ class Subcommands(Mapping[str, argparse.ArgumentParser]):
         return builtin[name] if name in builtin else self.command(name).run
 
 
-def _train_config(args: argparse.Namespace, cls, **extra):
-    overrides = {
-        "seed": args.seed, "data": args.data, "budget_flops": args.budget, "subset": args.subset,
-        "val_size": args.val_size, "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
-        "nesterov": args.nesterov, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "warmup_frac": args.warmup, "schedule": args.schedule,
-        "seed_value": args.seed_value, "device": args.device, "precision": args.precision,
-        "channels_last": args.channels_last,
-    }
-    if hasattr(args, "eval_every"):
-        overrides["eval_every_frac"] = args.eval_every
-    return cls(**overrides, **extra)
+def _config(args: argparse.Namespace, cls: type, **extra: Any) -> Any:
+    """The config ``cls`` from the parsed options (one per field, see :func:`add_config_options`)."""
+    return cls(**{f.name: getattr(args, f.name) for f, _ in config_options(cls) if hasattr(args, f.name)},
+               **extra)
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
-    if args.resume is None and args.budget is None:
+    if args.resume is None and args.budget_flops is None:
         raise UsageError("--budget is required (e.g. --budget 2e13), unless you --resume a run")
     if args.resume is not None and args.out is not None:
         raise UsageError("give either --out (new run) or --resume DIR (existing run), not both")
@@ -266,7 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import Run
 
     genotype = _read_genotype(args.genotype) if args.genotype else None
-    run = Run.open(_train_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train")
+    run = Run.open(_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train")
     return _run(args, run.store, lambda display: run.fit(display=display))
 
 
@@ -286,25 +300,17 @@ def _read_genotype(path: str) -> dict:
 
 def cmd_grow(args: argparse.Namespace) -> int:
     _check_run_args(args)  # usage errors first, before the imports below (torch) take their time
-    try:
-        lam = args.lam if args.lam == "auto" else float(args.lam)
-    except ValueError:
-        raise UsageError(f"--lam must be a number or auto, got {args.lam!r}") from None
     from .config import GrowConfig
     from .controller import GrowthController
     from .trainer import Run
 
-    config = _train_config(
-        args, GrowConfig, target_macs=args.target_macs, size_ref_macs=args.size_ref_macs,
-        size_ref_budget=args.size_ref_budget, size_exponent=args.size_exponent, min_growth=args.min_growth,
-        growth_steps=args.growth_steps, grow_until_frac=args.grow_until, allocation=args.allocation,
-        select_frac=args.select_frac, max_step_factor=args.max_step_factor, max_blocks=args.max_blocks,
-        deepen=args.deepen, nu=args.nu, kappa=args.kappa, lam=lam)
-    run = Run.open(config, args.out, args.resume, kind="grow")
-    return _run(args, run.store, lambda display: run.fit(GrowthController(run.config), display))
+    run = Run.open(_config(args, GrowConfig), args.out, args.resume, kind="grow")
+    config = run.config
+    assert isinstance(config, GrowConfig)  # Run.open keeps the config's class
+    return _run(args, run.store, lambda display: run.fit(GrowthController(config), display))
 
 
-def _run(args: argparse.Namespace, store, fit) -> int:
+def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) -> int:
     """Run ``fit(display)`` with the progress display, then print the summary."""
     from .display import make_display
 
@@ -325,10 +331,9 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
     rows = []
     for name in search_spaces.list_seeds():
-        model = search_spaces.create_model(name)
-        cost = measure_cost(model, (3, args.input_size, args.input_size))
-        rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M",
-                     str(model.genotype.compact())))
+        genotype = search_spaces.get_genotype(name)
+        cost = measure_cost(genotype, (3, args.input_size, args.input_size))
+        rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M", str(genotype.compact())))
     _print_table(["seed", "params", f"MACs ({args.input_size}x{args.input_size})", "widths"], rows)
     return 0
 
@@ -355,7 +360,7 @@ def _print_table(header: list[str], rows: list[tuple]) -> None:
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
-def _print_summary(summary: dict, path) -> None:
+def _print_summary(summary: dict, path: Path) -> None:
     keys = ["seed", "data", "test_acc", "val_acc", "params", "macs", "train_flops", "budget_flops",
             "epochs", "train_time_s", "images_per_s", "widths"]
     rows = [(k, f"{summary[k]:.4f}" if k.endswith("acc") else f"{summary[k]:.4g}"

@@ -10,7 +10,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from search_spaces.errors import GrowthError
 
@@ -19,44 +20,74 @@ class ConfigError(GrowthError, ValueError):
     """Settings that cannot work; the message is one line."""
 
 
+def option(default: Any, help: str, *, flag: str | None = None, parse: str | None = None,
+           choices: tuple[str, ...] | None = None, group: str | None = None, cli: bool = True) -> Any:
+    """A config field that carries its command-line option: ``help``, the flag (default
+    ``--field-name``), how to parse it (``"budget"``, ``"count"``, ``"lam"``; else from the field's
+    type), its choices and its help group. ``cli=False`` keeps a field off the command line.
+    The ``grow`` parser is generated from these (growth.cli), so a setting is declared once.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "parse": parse, "choices": choices,
+                                            "group": group, "cli": cli})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run. Saved to ``config.json`` and reloaded by ``--resume``."""
 
-    seed: str = "resnet20-thin"          # registered seed name or timm:<name>
-    genotype: dict | None = None         # an explicit architecture (overrides seed's widths)
-    data: str = "sample"
-    budget_flops: float = 2e13           # training FLOPs (3 x forward FLOPs x samples)
-    subset: int | None = None            # keep only this many training images
-    val_size: int | None = None          # default: 5,000 for CIFAR-sized train sets, else 10%
-    batch_size: int = 128
-    optimizer: str = "sgd"               # "sgd" or "dessilbi"
-    lr: float = 0.1                      # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    warmup_frac: float = 0.05            # share of the budget spent warming up
-    schedule: str = "cosine"             # decay: "cosine", "linear" or "constant"
-    decay_start_frac: float = 0.0        # lr stays at its peak until this share, then decays to 0
-    eval_every_frac: float = 0.1         # evaluate on the validation split every this share
-    checkpoint_every_s: float = 120.0    # also checkpoint at least this often (wall time)
-    seed_value: int | None = None        # None: drawn at start and recorded
-    device: str = "auto"                 # "auto", "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "auto"              # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16", "fp32"
-    channels_last: bool = True
+    seed: str = option("resnet20-thin", "seed architecture (see `grow seeds`)")
+    genotype: dict | None = option(None, "an explicit architecture (overrides the seed's widths)", cli=False)
+    data: str = option("sample", "sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an "
+                       "ImageFolder directory")
+    budget_flops: float = option(2e13, "training FLOPs (3 x forward FLOPs x samples): 2e17, 500T, 1P; "
+                                 "required unless --resume", flag="--budget", parse="budget")
+    subset: int | None = option(None, "use only this many training images", parse="count")
+    val_size: int | None = option(None, "validation images carved from train (default: 5,000 for "
+                                  "CIFAR-sized train sets, else 10%%)", parse="count")
+    batch_size: int = option(128, "images per step", parse="count")
+    optimizer: str = option("sgd", "sgd or dessilbi", cli=False)
+    lr: float = option(0.1, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum")
+    weight_decay: float = option(5e-4, "L2 weight decay (not on BatchNorm and biases)")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
+    warmup_frac: float = option(0.05, "share of the budget spent warming up", flag="--warmup")
+    schedule: str = option("cosine", "learning-rate decay", choices=("cosine", "linear", "constant"))
+    decay_start_frac: float = option(0.0, "the learning rate stays at its peak until this share, then decays "
+                                     "to 0", flag="--decay-start")
+    eval_every_frac: float = option(0.1, "evaluate on the validation split every this share of the budget",
+                                    flag="--eval-every")
+    checkpoint_every_s: float = option(120.0, "also checkpoint at least this often (seconds of wall time)",
+                                       flag="--checkpoint-every")
+    seed_value: int | None = option(None, "random seed (drawn and recorded if not given); makes a CPU run "
+                                    "deterministic")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N, mps")
+    precision: str = option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=("auto", "bf16", "fp32"))
+    channels_last: bool = option(True, "channels-last memory format")
     # DessiLBI (optimizer="dessilbi"); see growth.dessilbi
-    kappa: float = 1.0
-    nu: float = 100.0
-    lam: float | str = 1.0
+    kappa: float = option(1.0, "DessiLBI κ", group="DessiLBI")
+    nu: float = option(100.0, "DessiLBI ν (coupling of W and Γ)", group="DessiLBI")
+    lam: float | str = option(1.0, "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
+                              parse="lam", group="DessiLBI")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The config saved by :meth:`to_dict`; unknown settings are refused, not dropped.
+
+        >>> TrainConfig.from_dict({"lr": 0.05, "momentum": 0.8}).lr
+        0.05
+        >>> TrainConfig.from_dict({"lr": 0.05, "tau": 0.8})
+        Traceback (most recent call last):
+        growth.config.ConfigError: unknown setting tau for TrainConfig (written by another version?)
+        """
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for {cls.__name__} "
+                              "(written by another version?)")
+        return cls(**data)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line) for settings that cannot work."""
@@ -88,28 +119,39 @@ class TrainConfig:
 SIZE_REF_BUDGET = 1e13
 SIZE_REF_MACS = 2.62e6
 SIZE_EXPONENT = 0.47
+_GROWTH = "growth rule (see growth/controller.py)"
 
 
 @dataclass
 class GrowConfig(TrainConfig):
     """:class:`TrainConfig` plus the growth rule (see growth.controller); DessiLBI, one cosine schedule."""
 
-    seed: str = "resnet20-thin"
-    optimizer: str = "dessilbi"
-    weight_decay: float = 1e-4
-    lam: float | str = "auto"             # DessiLBI λ; "auto": one per layer, calibrated to the check interval
-    target_macs: float | None = None      # final size; None: from the budget (size_ref_macs, size_exponent)
-    size_ref_macs: float = SIZE_REF_MACS  # best fixed MACs at size_ref_budget (measured on CIFAR-10)
-    size_ref_budget: float = SIZE_REF_BUDGET
-    size_exponent: float = SIZE_EXPONENT  # best MACs grow like budget ** size_exponent
-    min_growth: float = 1.25              # grow only to a target at least this multiple of the seed's MACs
-    growth_steps: int = 4                 # widenings, evenly spaced in the budget, geometric in MACs
-    grow_until_frac: float = 0.4          # the last growth step happens at this share of the budget
-    allocation: str = "gamma"             # where: "gamma" (Γ entry rate), "uniform" (every group), "none"
-    select_frac: float = 0.9              # widen the groups whose score is >= this share of the best
-    max_step_factor: float = 2.0          # a group's width grows at most this much per step
-    deepen: bool = False                  # also add blocks to selected stages (widening alone by default)
-    max_blocks: int = 9                   # depth cap per stage
+    seed: str = option("resnet20-thin", "seed architecture to grow (see `grow seeds`)")
+    optimizer: str = option("dessilbi", "growth reads DessiLBI's Γ", cli=False)
+    weight_decay: float = option(1e-4, "L2 weight decay (not on BatchNorm and biases)")
+    eval_every_frac: float = option(0.1, "set from the growth steps", cli=False)
+    lam: float | str = option("auto", "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
+                              parse="lam", group="DessiLBI")
+    target_macs: float | None = option(None, "final inference MACs (default: the best fixed width's MACs at "
+                                       "this budget, from the size rule below)", parse="budget", group=_GROWTH)
+    size_ref_macs: float = option(SIZE_REF_MACS, "size rule: best fixed MACs at --size-ref-budget (measured on "
+                                  "CIFAR-10)", group=_GROWTH)
+    size_ref_budget: float = option(SIZE_REF_BUDGET, "size rule: the budget of --size-ref-macs", parse="budget",
+                                    group=_GROWTH)
+    size_exponent: float = option(SIZE_EXPONENT, "size rule: best MACs grow like budget**exponent", group=_GROWTH)
+    min_growth: float = option(1.25, "grow only to a target at least this multiple of the seed's MACs",
+                               group=_GROWTH)
+    growth_steps: int = option(4, "number of widenings, evenly spaced in the budget, geometric in MACs",
+                               parse="count", group=_GROWTH)
+    grow_until_frac: float = option(0.4, "share of the budget by which growth is done", flag="--grow-until",
+                                    group=_GROWTH)
+    allocation: str = option("gamma", "where to widen: gamma (Γ entry rate), uniform (every group), none "
+                             "(no growth)", choices=("gamma", "uniform", "none"), group=_GROWTH)
+    select_frac: float = option(0.9, "widen the groups scoring at least this share of the best score",
+                                group=_GROWTH)
+    max_step_factor: float = option(2.0, "a group's width grows at most this much per step", group=_GROWTH)
+    deepen: bool = option(False, "also add blocks to selected stages", group=_GROWTH)
+    max_blocks: int = option(9, "depth cap per stage", parse="count", group=_GROWTH)
 
     def __post_init__(self) -> None:
         # Every growth step is a check and an evaluation; evaluations go on at that cadence.

@@ -1,9 +1,47 @@
-"""Shared fixtures."""
+"""Shared test helpers: one way to run the ``grow`` command, one subprocess environment, one
+network guard. Test modules import the helpers (``from conftest import run_grow``) and use the
+fixtures by name.
+
+End-to-end tests that train for more than a few seconds are marked ``slow``; ``make test-fast``
+leaves them out (``pytest -m "not slow"``).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+GROW = [sys.executable, "-m", "growth.cli"]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``grow`` subprocess: one thread (reproducible, no oversubscription on a
+    small busy CPU), unbuffered output, a wide console for rich tables, plus ``extra``."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", COLUMNS="200", **extra)
+    return env
+
+
+def run_grow(*args: str, cwd: Path | None = None, timeout: float = 600, check: bool = False,
+             **env: str) -> subprocess.CompletedProcess:
+    """``grow ARGS`` in a fresh interpreter; text output captured."""
+    result = subprocess.run([*GROW, *args], capture_output=True, text=True, cwd=cwd, env=subprocess_env(**env),
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def start_grow(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """``grow ARGS`` started in the background (stderr kept, for a test that interrupts it)."""
+    return subprocess.Popen([*GROW, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env=subprocess_env())
 
 
 @pytest.fixture
@@ -13,3 +51,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a connection fails the test; data sets must not download."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests\nsecond line")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    import growth.data as gd
+
+    monkeypatch.setattr(gd, "_download", lambda name, root: refuse())
+    monkeypatch.delenv("GROWTH_OFFLINE", raising=False)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_grow
 
 import search_spaces
 from baselines import parse_method
@@ -19,10 +17,8 @@ BUDGET = "6e10"
 
 
 def _bench(out, methods="grow,fixed:resnet8-thin,uniform:resnet8-thin"):
-    return subprocess.run(
-        [sys.executable, "-m", "growth.cli", "bench", "--budget", BUDGET, "--methods", methods,
-         "--seeds", "0,1", "--data", "sample", "--subset", "600", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return run_grow("bench", "--budget", BUDGET, "--methods", methods, "--seeds", "0,1", "--data", "sample",
+                    "--subset", "600", "--out", str(out), "--quiet")
 
 
 def test_bench_runs_every_cell_at_one_budget_and_resumes(tmp_path):
@@ -53,8 +49,7 @@ def test_bench_runs_every_cell_at_one_budget_and_resumes(tmp_path):
 
     # grow report rebuilds the table from the files.
     (out / "bench.md").unlink()
-    report = subprocess.run([sys.executable, "-m", "growth.cli", "report", str(out)],
-                            capture_output=True, text=True, timeout=120)
+    report = run_grow("report", str(out), timeout=120)
     assert report.returncode == 0, report.stderr
     assert (out / "bench.md").read_text() == table
 
@@ -97,11 +92,9 @@ def test_pareto_front():
 
 def test_frontier_expands_to_width_cells_and_every_row_gets_a_gap(tmp_path):
     out = tmp_path / "bench"
-    res = subprocess.run(
-        [sys.executable, "-m", "growth.cli", "bench", "--budget", "3e10", "--methods",
-         "frontier:resnet8-thin,fixed:resnet8-thin", "--frontier-mults", "1,2", "--seeds", "0",
-         "--data", "sample", "--subset", "300", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = run_grow("bench", "--budget", "3e10", "--methods", "frontier:resnet8-thin,fixed:resnet8-thin",
+                   "--frontier-mults", "1,2", "--seeds", "0", "--data", "sample", "--subset", "300", "--out", str(out),
+                   "--quiet")
     assert res.returncode == 0, res.stderr
     record = json.loads((out / "bench.json").read_text())
     assert sorted(record["cells"]) == ["fixed:resnet8-thin/seed0", "width:resnet8-thin@1/seed0",
@@ -146,10 +139,8 @@ def test_controls_that_are_the_same_run_as_grow_are_run_once(tmp_path):
     out = tmp_path / "bench"
     methods = "grow:resnet8-thin,dessilbi:resnet8-thin,grow-uniform:resnet8-thin,scratch:resnet8-thin," \
               "width:resnet8-thin@1,width:resnet8-thin@2"
-    res = subprocess.run(
-        [sys.executable, "-m", "growth.cli", "bench", "--budget", "3e10", "--methods", methods, "--seeds", "0",
-         "--data", "sample", "--subset", "300", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = run_grow("bench", "--budget", "3e10", "--methods", methods, "--seeds", "0", "--data", "sample",
+                   "--subset", "300", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     cells = json.loads((out / "bench.json").read_text())["cells"]
     assert {k: c.get("same_as") for k, c in cells.items()} == {
@@ -167,10 +158,8 @@ def test_a_growth_run_that_plans_no_growth_is_the_same_run_whatever_the_allocati
     summaries = []
     for allocation in ("gamma", "uniform", "none"):
         out = tmp_path / allocation
-        res = subprocess.run(
-            [sys.executable, "-m", "growth.cli", "--seed", "resnet8-thin", "--budget", "3e10", "--data", "sample",
-             "--subset", "300", "--seed-value", "0", "--allocation", allocation, "--out", str(out), "--quiet"],
-            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        res = run_grow("--seed", "resnet8-thin", "--budget", "3e10", "--data", "sample", "--subset", "300",
+                       "--seed-value", "0", "--allocation", allocation, "--out", str(out), "--quiet")
         assert res.returncode == 0, res.stderr
         summary = json.loads((out / "summary.json").read_text())
         summaries.append({k: summary[k] for k in ("test_acc", "val_acc", "train_flops", "widths", "macs")})

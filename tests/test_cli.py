@@ -4,7 +4,6 @@ exit code 2, no traceback, and nothing on disk changed."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -12,23 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_grow, subprocess_env
 
 import search_spaces
 
-GROW = [sys.executable, "-m", "growth.cli"]
-
-
-def _env(cache: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
-    if cache is not None:
-        env["GROWTH_DATA_DIR"] = str(cache)
-    return env
-
 
 def grow(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*GROW, *args], capture_output=True, text=True, cwd=cwd, env=_env(cache),
-                          timeout=300)
+    return run_grow(*args, cwd=cwd, timeout=300, **({"GROWTH_DATA_DIR": str(cache)} if cache else {}))
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -141,6 +130,40 @@ def test_resume_corrupt_config(ws: Path, real_run: Path) -> None:
     run_failing(ws, "train", "--resume", str(run), needles=("config.json",))
 
 
+def test_resume_config_with_an_unknown_setting(ws: Path, real_run: Path) -> None:
+    import json
+
+    run = ws / "oldconfig"
+    shutil.copytree(real_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    saved["config"]["max_width_mult"] = 8  # a setting an older version had
+    (run / "config.json").write_text(json.dumps(saved))
+    before = snapshot(run)
+    run_failing(ws, "train", "--resume", str(run), needles=("max_width_mult",))
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("option", [["--lr", "nan"], ["--lr", "inf"], ["--momentum", "-inf"],
+                                    ["--size-exponent", "nan"], ["--lam", "nan"], ["--warmup", "x"]])
+def test_non_finite_numbers_are_refused_at_parse_time(ws: Path, option: list[str]) -> None:
+    run_failing(ws, "--budget", "1e10", *option, needles=(option[0],))
+
+
+def test_every_config_field_is_an_option_or_kept_off_on_purpose() -> None:
+    # The parser is generated from the config dataclasses: each field with cli=True has its flag.
+    from growth.cli import build_parser, config_options
+    from growth.config import GrowConfig, TrainConfig
+
+    grow_parser, subs = build_parser()
+    for cls, parser in ((GrowConfig, grow_parser), (TrainConfig, subs["train"])):
+        dests = {a.dest for a in parser._actions}
+        for f, meta in config_options(cls):
+            if not (cls is TrainConfig and f.name in ("kappa", "nu", "lam")):  # SGD: no DessiLBI options
+                assert f.name in dests, (cls.__name__, f.name)
+    args = grow_parser.parse_args(["--budget", "1e12", "--grow-until", "0.5", "--no-nesterov"])
+    assert (args.budget_flops, args.grow_until_frac, args.nesterov) == (1e12, 0.5, False)
+
+
 def test_resume_non_run_dir(ws: Path) -> None:
     other = ws / "photos"
     other.mkdir()
@@ -225,7 +248,7 @@ def test_graph_prints_the_stage_groups(ws: Path) -> None:
 ])
 def test_parser_does_not_import_torch(ws: Path, code: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ws,
-                            env=_env(), timeout=120)
+                            env=subprocess_env(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
 
@@ -284,14 +307,14 @@ def test_grow_script_entry_point(ws: Path) -> None:
     script = Path(sys.executable).with_name("grow")
     if not script.exists():
         pytest.skip("the grow script is not installed next to this python")
-    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=ws, env=_env(),
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=ws, env=subprocess_env(),
                             timeout=120)
     assert result.returncode == 0 and "budget" in result.stdout
     result = subprocess.run([str(script), "train", "--budget", "zero"], capture_output=True, text=True,
-                            cwd=ws, env=_env(), timeout=120)
+                            cwd=ws, env=subprocess_env(), timeout=120)
     assert_usage_error(result, "budget")
-    result = subprocess.run([str(script), "bench", "--help"], capture_output=True, text=True, cwd=ws, env=_env(),
-                            timeout=120)
+    result = subprocess.run([str(script), "bench", "--help"], capture_output=True, text=True, cwd=ws,
+                            env=subprocess_env(), timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("usage: grow bench ")
 
 

@@ -348,15 +348,6 @@ def test_error_bad_sizes() -> None:
 # --------------------------------------------------------------------------- torchvision sets
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(name: str, root: Path) -> None:
-        raise OSError("network disabled in tests\nsecond line")
-
-    monkeypatch.setattr(gd, "_download", fail)
-    monkeypatch.delenv("GROWTH_OFFLINE", raising=False)
-
-
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_torchvision_offline_empty_cache(tmp_path: Path, name: str, no_network: None) -> None:
     with pytest.raises(DataError) as e:

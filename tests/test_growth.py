@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_grow, start_grow
 
 import search_spaces
 from growth.dessilbi import DessiLBI, dessilbi_param_groups
@@ -155,18 +154,14 @@ def test_find_group_names_known_groups():
 
 
 def _grow_cmd(out: Path, budget: str = "3e11", extra: tuple = ()) -> list[str]:
-    return [sys.executable, "-m", "growth.cli", "--seed", "resnet8-thin", "--data", "sample",
+    return ["--seed", "resnet8-thin", "--data", "sample",
             "--subset", "1500", "--budget", budget, "--seed-value", "0", "--target-macs", "1.5e6",
             "--quiet", "--out", str(out), *extra]
 
 
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
 def test_short_growth_run_grows_and_ends_within_budget(tmp_path):
     out = tmp_path / "grow"
-    subprocess.run(_grow_cmd(out), check=True, env=_env(), capture_output=True, timeout=600)
+    run_grow(*_grow_cmd(out), check=True)
     summary = json.loads((out / "summary.json").read_text())
     events = [json.loads(line) for line in (out / "growth.jsonl").read_text().splitlines()]
     widened = [e for e in events if e["event"] == "widen"]
@@ -187,9 +182,8 @@ def test_short_growth_run_grows_and_ends_within_budget(tmp_path):
 
 def test_growth_run_resumes_after_sigkill_identically(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run(_grow_cmd(reference), check=True, env=_env(), capture_output=True, timeout=600)
-    proc = subprocess.Popen(_grow_cmd(killed), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    run_grow(*_grow_cmd(reference), check=True)
+    proc = start_grow(*_grow_cmd(killed))
     deadline = time.monotonic() + 300
     # Kill after some growth happened, so that resume must rebuild a grown architecture.
     while time.monotonic() < deadline and proc.poll() is None:
@@ -201,8 +195,7 @@ def test_growth_run_resumes_after_sigkill_identically(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "summary.json").exists()
-    subprocess.run([sys.executable, "-m", "growth.cli", "--resume", str(killed), "--quiet"],
-                   check=True, env=_env(), capture_output=True, timeout=600)
+    run_grow("--resume", str(killed), "--quiet", check=True)
     a = torch.load(reference / "weights.pt", weights_only=True)
     b = torch.load(killed / "weights.pt", weights_only=True)
     assert a.keys() == b.keys()

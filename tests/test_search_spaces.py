@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
@@ -152,15 +151,6 @@ def test_unknown_seed_without_close_match() -> None:
         get_genotype("zzzzzzzz")
     message = str(excinfo.value)
     assert "zzzzzzzz" in message and "did you mean" not in message and "\n" not in message
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to reach the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_timm_resnet18_is_adapted_to_small_inputs(no_network: None) -> None:

@@ -4,18 +4,17 @@ and resume after SIGKILL ending bit-identical to an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_grow, start_grow
 
 from growth.compute import Ledger, measure_cost
 from growth.config import TrainConfig
@@ -31,13 +30,6 @@ SAMPLE_SHAPE = (1, 28, 28)
 
 def _sample_cost() -> int:
     return measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
-
-
-def _env() -> dict[str, str]:
-    """Subprocess environment: one thread (fast on a small busy CPU, and reproducible)."""
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return env
 
 
 # --------------------------------------------------------------------------- budget and run files
@@ -217,16 +209,6 @@ RESUME_ARGS = ["train", "--seed", "resnet8-thin", "--data", "sample", "--subset"
                "--budget", RESUME_BUDGET, "--seed-value", "0", "--eval-every", "0.1", "--quiet"]
 
 
-def _grow(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "growth.cli", *args], capture_output=True, text=True,
-                          env=_env(), timeout=300, **kwargs)
-
-
-def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "growth.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=_env())
-
-
 def _metric_lines(run: Path) -> int:
     try:
         return len((run / "metrics.jsonl").read_text().splitlines())
@@ -237,7 +219,7 @@ def _metric_lines(run: Path) -> int:
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("resume") / "A"
-    result = _grow(*RESUME_ARGS, "--out", str(out))
+    result = run_grow(*RESUME_ARGS, "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -267,7 +249,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "B"
-    proc = _start(*RESUME_ARGS, "--out", str(out))
+    proc = start_grow(*RESUME_ARGS, "--out", str(out))
     try:
         deadline = time.monotonic() + 240
         while _metric_lines(out) < 3:
@@ -279,7 +261,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "summary.json").exists(), "killed too late: the run had already finished"
 
-    result = _grow("train", "--resume", str(out), "--quiet")
+    result = run_grow("train", "--resume", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     _assert_same_run(full_run, out)
@@ -289,7 +271,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path
 def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "B"
     delay = random.uniform(0.0, 8.0)
-    proc = _start(*RESUME_ARGS, "--out", str(out))
+    proc = start_grow(*RESUME_ARGS, "--out", str(out))
     try:
         deadline = time.monotonic() + 240
         while not (out / "checkpoint.pt").exists():  # resumable from here on
@@ -300,7 +282,7 @@ def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path)
     finally:
         _kill(proc)
 
-    result = _grow("train", "--resume", str(out), "--quiet")
+    result = run_grow("train", "--resume", str(out), "--quiet")
     assert result.returncode == 0, f"delay {delay:.3f}s: {result.stderr}"
     _assert_same_run(full_run, out)
 
@@ -308,7 +290,7 @@ def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path)
 def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
     """Kill, resume, kill the resumed run, resume again: still the uninterrupted result."""
     out = tmp_path / "B"
-    proc = _start(*RESUME_ARGS, "--out", str(out))
+    proc = start_grow(*RESUME_ARGS, "--out", str(out))
     try:
         deadline = time.monotonic() + 240
         while _metric_lines(out) < 2:
@@ -317,7 +299,7 @@ def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
             time.sleep(0.02)
     finally:
         _kill(proc)
-    proc = _start("train", "--resume", str(out), "--quiet")
+    proc = start_grow("train", "--resume", str(out), "--quiet")
     try:
         deadline = time.monotonic() + 240
         while _metric_lines(out) < 6:
@@ -327,7 +309,7 @@ def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
     finally:
         _kill(proc)
     assert not (out / "summary.json").exists()
-    result = _grow("train", "--resume", str(out), "--quiet")
+    result = run_grow("train", "--resume", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     _assert_same_run(full_run, out)
 
@@ -336,7 +318,7 @@ def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path
     run = tmp_path / "done"
     shutil.copytree(full_run, run)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    result = _grow("train", "--resume", str(run), "--quiet")
+    result = run_grow("train", "--resume", str(run), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in run.iterdir()) == sorted(before)  # no new files
@@ -353,7 +335,7 @@ def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Pat
     """Growth initialises new filters from torch's global RNG: a resumed growth run must draw the
     same ones (nothing else, e.g. pricing a candidate architecture, may consume that stream)."""
     a, b = tmp_path / "A", tmp_path / "B"
-    result = _grow(*GROW_ARGS, "--out", str(a))
+    result = run_grow(*GROW_ARGS, "--out", str(a))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in (a / "growth.jsonl").read_text().splitlines()]
     growth_steps = sorted({e["step"] for e in events if e["event"] in ("widen", "deepen")})
@@ -361,7 +343,7 @@ def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Pat
     kill_after = 1
     assert len(growth_steps) >= 2, "the test needs growth after the first check"
 
-    proc = _start(*GROW_ARGS, "--out", str(b))
+    proc = start_grow(*GROW_ARGS, "--out", str(b))
     try:
         deadline = time.monotonic() + 240
         while _metric_lines(b) < kill_after:
@@ -371,7 +353,7 @@ def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Pat
     finally:
         _kill(proc)
     assert not (b / "summary.json").exists()
-    result = _grow("--resume", str(b), "--quiet")
+    result = run_grow("--resume", str(b), "--quiet")
     assert result.returncode == 0, result.stderr
     _assert_same_run(a, b)
     assert (a / "growth.jsonl").read_text() == (b / "growth.jsonl").read_text()
