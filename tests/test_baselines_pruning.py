@@ -91,6 +91,7 @@ def _resume(out: Path, method: str, extra: dict | None = None, target_macs: floa
 # --------------------------------------------------------------------------- global pruning
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_prune_to_macs_reaches_target_within_one_channel(family):
     torch.manual_seed(0)
@@ -293,6 +294,7 @@ def test_sss_target_prunes_the_smallest_factors_after_the_zero_ones():
     assert min(kept) >= max(removed)  # one global threshold on the factors
 
 
+@pytest.mark.slow
 def test_dessilbi_prune_to_a_target_ranks_channels_by_entry_step(tmp_path: Path, one_thread: None):
     full = measure_cost(search_spaces.get_genotype("resnet20-thin", in_chans=1), SHAPE).macs
     trainer, controller = _run(tmp_path, "dessilbi-prune:resnet20-thin", 30, target_macs=0.5 * full,
@@ -324,6 +326,7 @@ def test_dessilbi_prune_to_a_target_ranks_channels_by_entry_step(tmp_path: Path,
     assert all(group["penalty"] is None for group in opt.param_groups)
 
 
+@pytest.mark.slow
 def test_dessilbi_prune_keeps_the_supported_channels_by_index(tmp_path: Path, one_thread: None):
     """A known support: a tiny λ lets every filter in after a few steps, then Γ of every third
     channel is zeroed by hand in all of its group's producers. Exactly the others must survive."""
@@ -351,6 +354,7 @@ def test_dessilbi_prune_keeps_the_supported_channels_by_index(tmp_path: Path, on
 # --------------------------------------------------------------------------- end-to-end runs
 
 
+@pytest.mark.slow
 def test_slimming_run_reaches_its_macs_target(tmp_path: Path, one_thread: None):
     full = measure_cost(search_spaces.get_genotype("resnet20-thin", in_chans=1), SHAPE).macs
     target = 0.6 * full
@@ -371,6 +375,7 @@ def test_slimming_run_reaches_its_macs_target(tmp_path: Path, one_thread: None):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_dessilbi_prune_keeps_exactly_the_support(tmp_path: Path, one_thread: None):
     trainer, controller = _run(tmp_path, "dessilbi-prune:resnet20-thin", 30)
     seen = {}
@@ -404,6 +409,7 @@ def test_dessilbi_prune_keeps_exactly_the_support(tmp_path: Path, one_thread: No
     assert all(group["penalty"] is None for group in resumed.optimizer.param_groups)
 
 
+@pytest.mark.slow
 def test_sss_run_removes_zero_factors_and_resumes_identically(tmp_path: Path, one_thread: None):
     # γ strong enough for exact zeros within 40 steps; the prune late, so that the fine-tuning of
     # the (much cheaper) pruned network takes few steps.

@@ -10,11 +10,19 @@ import pytest
 import torch
 
 from baselines import MethodOptions, configure, parse_method
-from baselines.scs import SCSController, resnet_forward_flops
+from baselines.scs import SCSController
 from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.trainer import Run
-from search_spaces import ResNetGenotype, ResNetStage, build_model, extract_genotype, genotype_from_dict, get_genotype
+from search_spaces import (
+    ResNetGenotype,
+    ResNetStage,
+    build_model,
+    extract_genotype,
+    family_of,
+    genotype_from_dict,
+    get_genotype,
+)
 
 SHAPE = (1, 28, 28)  # the shipped sample
 # A small supernet with removable blocks in every stage (widths 4/8/16, 2 blocks each); its seed is
@@ -25,6 +33,11 @@ BUDGET = 4e10
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def analytic_flops(genotype, shape) -> int:
+    """Forward FLOPs of a genotype by its family's analytic count (what scs charges a sampled step)."""
+    return int(family_of(genotype).forward_flops(genotype, shape))
 
 
 def _configure(spec: str = "scs", settings: dict | None = None, target: float | None = None,
@@ -76,7 +89,7 @@ GENOTYPES = {
 @pytest.mark.parametrize("name", GENOTYPES)
 def test_analytic_flops_equal_measure_cost(name: str) -> None:
     genotype, shape = GENOTYPES[name]
-    assert resnet_forward_flops(genotype, shape) == measure_cost(genotype, shape).forward_flops
+    assert analytic_flops(genotype, shape) == measure_cost(genotype, shape).forward_flops
 
 
 def test_expected_flops_are_the_mean_of_sampled_flops() -> None:
@@ -123,6 +136,7 @@ def test_default_space_seed_and_target() -> None:
 # ------------------------------------------------------------------------------------- extraction
 
 
+@pytest.mark.slow
 def test_extraction_is_exact_and_physical(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path / "run")
     ctl = trainer.controller
@@ -133,7 +147,7 @@ def test_extraction_is_exact_and_physical(tmp_path: Path) -> None:
     with torch.no_grad():
         ctl.scores_ch.copy_(torch.randn(ctl.n_channels))
         ctl.scores_blk.copy_(torch.tensor([-1.0, -0.5, 1.0, -2.0]))  # stage 1: none on -> its best
-        inner = ctl.groups[ctl.inner_group[(0, 1)]]  # the inner group of the block stage 1 keeps
+        inner = ctl.groups[ctl.group_index["stage1.block2.inner"]]  # the inner group of the block stage 1 keeps
         offset = ctl.offsets[ctl.group_index[inner.name]]
         ctl.scores_ch[offset:offset + inner.width] = -1.0  # no channel on -> its best one
     x = torch.randn(8, *SHAPE)
@@ -150,7 +164,7 @@ def test_extraction_is_exact_and_physical(tmp_path: Path) -> None:
         assert torch.allclose(model(x), gated, atol=1e-5)
     cost = measure_cost(model, SHAPE)
     assert cost.params < supernet.params and cost.macs < supernet.macs
-    assert cost.forward_flops == resnet_forward_flops(expected, SHAPE)
+    assert cost.forward_flops == analytic_flops(expected, SHAPE)
     event = json.loads((tmp_path / "run" / "growth.jsonl").read_text().splitlines()[-1])
     assert event["event"] == "scs_extract" and event["widths"] == expected.compact()
     assert event["macs"] == cost.macs
@@ -192,6 +206,7 @@ def reference(tmp_path_factory):
             "supernet": supernet}
 
 
+@pytest.mark.slow
 def test_scs_samples_sub_networks_and_charges_them(reference) -> None:
     steps, charges, supernet = reference["steps"], reference["charges"], reference["supernet"]
     search = [s for s in steps if s["charged"] is not None]
@@ -201,7 +216,7 @@ def test_scs_samples_sub_networks_and_charges_them(reference) -> None:
     assert any(not torch.equal(early[0], q) for q in early[1:])
     # Each step is charged 3x the forward FLOPs of the sub-network it sampled, below the supernet's.
     assert all(s["charged"] < supernet.train_flops_per_sample for s in search)
-    assert all(s["charged"] == 3 * resnet_forward_flops(s["genotype"], SHAPE) for s in search)
+    assert all(s["charged"] == 3 * analytic_flops(s["genotype"], SHAPE) for s in search)
     buildable = [s for s in search if all(st.width > 0 and all(st.inner) for st in s["genotype"].stages)]
     for s in buildable[:: max(1, len(buildable) // 4)]:
         assert s["charged"] == measure_cost(s["genotype"], SHAPE).train_flops_per_sample
@@ -217,6 +232,7 @@ def test_scs_samples_sub_networks_and_charges_them(reference) -> None:
     assert ledger.samples == sum(n for _, n in charges)
 
 
+@pytest.mark.slow
 def test_run_writes_summary_within_budget_and_extracts(reference) -> None:
     out, summary, trainer = reference["out"], reference["summary"], reference["trainer"]
     on_disk = json.loads((out / "summary.json").read_text())
@@ -245,6 +261,7 @@ def test_run_writes_summary_within_budget_and_extracts(reference) -> None:
         assert torch.equal(rebuilt(x), model(x))
 
 
+@pytest.mark.slow
 def test_resume_mid_search_and_mid_finetune_is_exact(reference, tmp_path: Path) -> None:
     """Killed during the search and again during fine-tuning, the run ends as the uninterrupted one."""
     metrics = [json.loads(line) for line in (reference["out"] / "metrics.jsonl").read_text().splitlines()]

@@ -21,6 +21,7 @@ def _bench(out, methods="grow,fixed:resnet8-thin,uniform:resnet8-thin"):
                     "--subset", "600", "--out", str(out), "--quiet")
 
 
+@pytest.mark.slow
 def test_bench_runs_every_cell_at_one_budget_and_resumes(tmp_path):
     out = tmp_path / "bench"
     first = _bench(out)
@@ -54,6 +55,7 @@ def test_bench_runs_every_cell_at_one_budget_and_resumes(tmp_path):
     assert (out / "bench.md").read_text() == table
 
 
+@pytest.mark.slow
 def test_bench_rejects_unknown_method_and_foreign_dir(tmp_path):
     bad = _bench(tmp_path / "b", methods="grow,nonsense")
     assert bad.returncode == 2 and bad.stderr.startswith("grow: error: unknown method")
@@ -90,6 +92,7 @@ def test_pareto_front():
     assert pareto(rows, "macs") == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_frontier_expands_to_width_cells_and_every_row_gets_a_gap(tmp_path):
     out = tmp_path / "bench"
     res = run_grow("bench", "--budget", "3e10", "--methods", "frontier:resnet8-thin,fixed:resnet8-thin",
@@ -133,6 +136,7 @@ def test_width_method_rejects_a_bad_multiplier():
             parse_method(text)
 
 
+@pytest.mark.slow
 def test_controls_that_are_the_same_run_as_grow_are_run_once(tmp_path):
     # At this budget the size rule keeps the seed: grow, grow-uniform and dessilbi are DessiLBI on the
     # seed, and scratch (the grown genotype = the seed, SGD) is width@1. Two runs, five rows.
@@ -153,6 +157,7 @@ def test_controls_that_are_the_same_run_as_grow_are_run_once(tmp_path):
     assert "dessilbi:resnet8-thin (same run as grow:resnet8-thin)" in (out / "bench.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_growth_run_that_plans_no_growth_is_the_same_run_whatever_the_allocation(tmp_path):
     # What lets the bench record dessilbi and grow-uniform as grow's twins: not assumed, measured.
     summaries = []

@@ -15,6 +15,9 @@ from conftest import run_grow, subprocess_env
 
 import search_spaces
 
+# Each test starts the command in a fresh interpreter (seconds each): the whole module is the slow lane.
+pytestmark = pytest.mark.slow
+
 
 def grow(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     return run_grow(*args, cwd=cwd, timeout=300, **({"GROWTH_DATA_DIR": str(cache)} if cache else {}))

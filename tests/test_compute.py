@@ -140,6 +140,7 @@ def test_model_cost_units() -> None:
     assert cost.to_dict() == {"params": 10, "forward_flops": 1000, "macs": 500}
 
 
+@pytest.mark.slow
 def test_measure_cost_counts_macs_as_half_the_flops() -> None:
     # one 3x3 conv 1->8 on 4x4 (8*9*16 = 1152 MACs) and a linear 8->3 (24 MACs); BN/ReLU/pool uncounted
     genotype = VGGGenotype([[8]], in_chans=1, num_classes=3)

@@ -91,6 +91,7 @@ def _events(trainer) -> list[dict]:
     return trainer.store.read_jsonl("growth.jsonl")
 
 
+@pytest.mark.slow
 def test_no_growth_when_the_target_is_not_clearly_above_the_seed(tmp_path, one_thread):
     trainer, controller = _trainer(tmp_path, target_macs=1.1 * measure_cost(
         get_genotype("resnet8-thin", in_chans=1), (1, 28, 28)).macs)
@@ -126,6 +127,7 @@ def test_per_layer_lam_removes_the_fan_in_bias(tmp_path, one_thread):
             assert group["weight_decay"] == 0.0
 
 
+@pytest.mark.slow
 def test_a_starved_stage_gets_the_new_width_first(tmp_path, one_thread):
     """Stage 2 at width 2 between stages of 8 and 16: Γ fills it first, it alone is widened at the
     first check, and it ends with the largest relative growth of the three stages."""
@@ -150,6 +152,7 @@ def test_growth_config_rejects_a_bad_rule():
             GrowConfig(budget_flops=1e12, **bad).validate()
 
 
+@pytest.mark.slow
 def test_growth_log_is_json_lines(tmp_path, one_thread):
     trainer, _ = _trainer(tmp_path, target_macs=1.5e6)
     trainer.fit()

@@ -369,6 +369,7 @@ def test_torchvision_growth_offline_env(tmp_path: Path, monkeypatch: pytest.Monk
     assert str(tmp_path / "cifar10") in one_line_error(e)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_offline(tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
     if not gd._has_debian_fashion_mnist():
         monkeypatch.setattr(gd, "_DEBIAN_FASHION_MNIST", tmp_path / "absent")
@@ -394,6 +395,7 @@ def _link_subset(src: Path, dst: Path, per_class: int) -> None:
                 (out / f.name).symlink_to(f)
 
 
+@pytest.mark.slow
 def test_real_cifar10_jpeg_subset(tmp_path: Path) -> None:
     if not (CIFAR_JPEG / "train").is_dir():
         pytest.skip(f"real CIFAR-10 JPEG tree absent: {CIFAR_JPEG}")

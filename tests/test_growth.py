@@ -159,6 +159,7 @@ def _grow_cmd(out: Path, budget: str = "3e11", extra: tuple = ()) -> list[str]:
             "--quiet", "--out", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_short_growth_run_grows_and_ends_within_budget(tmp_path):
     out = tmp_path / "grow"
     run_grow(*_grow_cmd(out), check=True)
@@ -180,6 +181,7 @@ def test_short_growth_run_grows_and_ends_within_budget(tmp_path):
     model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
 
 
+@pytest.mark.slow
 def test_growth_run_resumes_after_sigkill_identically(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     run_grow(*_grow_cmd(reference), check=True)

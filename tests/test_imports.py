@@ -137,6 +137,7 @@ print(len(names), "modules")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS)
 def test_each_package_imports_in_a_fresh_interpreter_with_higher_layers_blocked(layer: str, tmp_path: Path) -> None:
     blocked = ",".join(sorted(FORBIDDEN[layer]))

@@ -153,6 +153,7 @@ def test_unknown_seed_without_close_match() -> None:
     assert "zzzzzzzz" in message and "did you mean" not in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_timm_resnet18_is_adapted_to_small_inputs(no_network: None) -> None:
     pytest.importorskip("timm")
     torch.manual_seed(0)

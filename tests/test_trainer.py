@@ -41,6 +41,7 @@ def _check_budget(summary: dict, per_sample: int) -> None:
     assert summary["train_flops"] == summary["samples"] * per_sample
 
 
+@pytest.mark.slow
 def test_ledger_stops_at_the_budget(tmp_path: Path, one_thread: None) -> None:
     per_sample = _sample_cost()
     budget = 6 * 600 * per_sample + 0.37 * per_sample  # ~6 epochs of 600 images, not a whole sample
@@ -247,6 +248,7 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "B"
     proc = start_grow(*RESUME_ARGS, "--out", str(out))
@@ -268,6 +270,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_run: Path, tmp_path
     assert json.loads((out / "config.json").read_text()) == json.loads((full_run / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "B"
     delay = random.uniform(0.0, 8.0)
@@ -287,6 +290,7 @@ def test_resume_after_sigkill_at_a_random_moment(full_run: Path, tmp_path: Path)
     _assert_same_run(full_run, out)
 
 
+@pytest.mark.slow
 def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
     """Kill, resume, kill the resumed run, resume again: still the uninterrupted result."""
     out = tmp_path / "B"
@@ -314,6 +318,7 @@ def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
     _assert_same_run(full_run, out)
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "done"
     shutil.copytree(full_run, run)
@@ -331,6 +336,7 @@ GROW_ARGS = ["--seed", "resnet8-thin", "--data", "sample", "--subset", "1000", "
              "--seed-value", "0", "--target-macs", "1.2e6", "--growth-steps", "8", "--quiet"]
 
 
+@pytest.mark.slow
 def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     """Growth initialises new filters from torch's global RNG: a resumed growth run must draw the
     same ones (nothing else, e.g. pricing a candidate architecture, may consume that stream)."""
