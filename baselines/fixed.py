@@ -16,11 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 from growth.config import ConfigError, TrainConfig
-from search_spaces import Genotype, ResNetGenotype, VGGGenotype, genotype_to_dict, get_genotype
+from search_spaces import FamilyError, Genotype, family_of, genotype_to_dict, get_genotype
 
 from . import MethodOptions, register_method
 
@@ -31,22 +30,11 @@ def fixed(base: TrainConfig, seed: str, options: MethodOptions):
 
 
 def uniform_genotype(genotype: Genotype, multiplier: float) -> Genotype:
-    """Every width times ``multiplier`` (rounded, at least 1)."""
-    def scale(width: int) -> int:
-        return max(1, round(width * multiplier))
-
-    g = copy.deepcopy(genotype)
-    if isinstance(g, ResNetGenotype):
-        prev = scale(g.stages[0].width)
-        for i, stage in enumerate(g.stages):
-            stage.width, stage.inner = scale(stage.width), [scale(w) for w in stage.inner]
-            stage.shortcut_src = list(range(min(prev, stage.width))) if i > 0 else []
-            prev = stage.width
-        return g
-    if isinstance(g, VGGGenotype):
-        g.stages = [[scale(w) for w in stage] for stage in g.stages]
-        return g
-    raise ConfigError(f"cannot scale a {g.family!r} architecture uniformly")
+    """Every width times ``multiplier`` (rounded, at least 1): :meth:`search_spaces.Family.scaled`."""
+    try:
+        return family_of(genotype).scaled(genotype, multiplier)
+    except FamilyError as err:
+        raise ConfigError(str(err)) from None
 
 
 def match_macs(genotype: Genotype, target_macs: float, input_shape: tuple[int, int, int]) -> Genotype:

@@ -53,10 +53,6 @@ if TYPE_CHECKING:
     from growth.trainer import Trainer
     from search_spaces import Genotype
 
-#: Families whose channel groups the pruning operators understand.
-PRUNABLE_FAMILIES = ("resnet", "vgg")
-
-
 # -- scores -------------------------------------------------------------------------------------------
 
 
@@ -172,12 +168,15 @@ def prune_to_macs(model: nn.Module, scores: Mapping[str, torch.Tensor], target_m
 
 
 def check_prunable_seed(seed: str) -> None:
-    """Raise :class:`ConfigError` for a seed whose channel groups cannot be pruned (timm references)."""
-    from search_spaces import get_genotype
+    """Raise :class:`ConfigError` for a seed whose family has no channel groups (timm references)."""
+    from search_spaces import FamilyError, family_of, get_genotype
 
-    family = get_genotype(seed).family
-    if family not in PRUNABLE_FAMILIES:
-        raise ConfigError(f"pruning baselines need a ResNet or VGG seed, got {seed!r} ({family})")
+    genotype = get_genotype(seed)
+    try:
+        family_of(genotype).graph(genotype)
+    except FamilyError:
+        raise ConfigError(f"pruning baselines need a seed whose family has channel groups, got {seed!r} "
+                          f"({genotype.family})") from None
 
 
 def eval_every_dividing(prune_frac: float, every: float) -> float:

@@ -72,7 +72,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
@@ -81,57 +80,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
+from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
+from growth.graph import groups_of_genotype
 from growth.trainer import Controller
-from search_spaces import ResNetGenotype, ResNetStage, genotype_from_dict, genotype_to_dict, get_genotype
+from search_spaces import FamilyError, Genotype, family_of, genotype_from_dict, genotype_to_dict, get_genotype
 
 from . import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
-
-
-# ------------------------------------------------------------------------------- analytic FLOP count
-
-
-def _down(n: int | float) -> int | float:
-    """Output size of a stride-2 conv (3x3 pad 1 or 1x1 pad 0 alike): floor((n - 1) / 2) + 1."""
-    return (n - 1) // 2 + 1
-
-
-def _resnet_flops(space: ResNetGenotype, input_shape: Sequence[int], stage_w: Sequence[float],
-                  inner_w: Sequence[Sequence[float]], block_on: Sequence[Sequence[float]]) -> float:
-    """Forward FLOPs per sample (multiply and add counted apart, as FlopCounterMode) of a CIFAR ResNet.
-
-    ``stage_w[s]``, ``inner_w[s][b]`` are widths and ``block_on[s][b]`` says whether block ``b`` of
-    stage ``s`` runs; with integers the count is exact, with expectations (independent gates) it is
-    the expected count, since every conv's cost is a product of independent factors. Only convs and
-    the classifier's matmul count (BatchNorm, ReLU, additions, pooling and the zero-padding
-    shortcut do not), exactly what ``growth.compute.measure_cost`` counts.
-    """
-    c_in, h, w = input_shape
-    flops = 2 * 9 * c_in * stage_w[0] * h * w  # stem: 3x3 conv
-    prev = stage_w[0]
-    for s, (inner, on) in enumerate(zip(inner_w, block_on)):
-        width = stage_w[s]
-        for b, (mid, gate) in enumerate(zip(inner, on)):
-            if b == 0 and s > 0:  # the downsampling block (always on in the search)
-                h, w = _down(h), _down(w)
-                block_in = prev
-                if space.shortcut == "conv":
-                    flops += gate * 2 * block_in * width * h * w  # 1x1 stride-2 conv
-            else:
-                block_in = width
-            flops += gate * 2 * 9 * mid * (block_in + width) * h * w  # conv1 + conv2
-        prev = width
-    return flops + 2 * prev * space.num_classes
-
-
-def resnet_forward_flops(genotype: ResNetGenotype, input_shape: Sequence[int]) -> int:
-    """Forward FLOPs per sample of a ResNet genotype, analytically (equal to ``measure_cost``'s)."""
-    return int(_resnet_flops(genotype, input_shape, [st.width for st in genotype.stages],
-                             [list(st.inner) for st in genotype.stages],
-                             [[1] * st.depth for st in genotype.stages]))
 
 
 # ----------------------------------------------------------------------------------------- settings
@@ -168,11 +126,12 @@ class SCSSettings:
             raise ConfigError("scs needs grow_window, seed_width_frac in (0, 1] and seed_blocks >= 1")
 
 
-def _seed_depth_genotype(space: ResNetGenotype, seed_blocks: int) -> ResNetGenotype:
+def _seed_depth_genotype(space: Genotype, seed_blocks: int) -> Genotype:
     """The space's widths at the seed's depth (resnet20 for the resnet32 space): the default target."""
-    g = copy.deepcopy(space)
-    for stage in g.stages:
-        stage.inner = stage.inner[:seed_blocks]
+    family, g = family_of(space), space
+    for s, b in reversed(family.removable_blocks(space)):
+        if b >= seed_blocks:
+            g = family.without_block(g, s, b)
     return g
 
 
@@ -191,13 +150,15 @@ def scs(base: TrainConfig, arg: str | None, options: MethodOptions):
         space = genotype_from_dict(settings.space)
     else:
         space = get_genotype(name, num_classes=num_classes, in_chans=shape[0])
-    if not isinstance(space, ResNetGenotype):
-        raise ConfigError(f"scs searches ResNet spaces; {name!r} is a {space.family!r} model")
+    try:  # every step prices its sampled sub-network: the family must count FLOPs analytically
+        family_of(space).forward_flops(space, shape)
+    except FamilyError as err:
+        raise ConfigError(f"scs cannot search {name!r}: {err}") from None
     if space.in_chans != shape[0] or space.num_classes != num_classes:
         raise ConfigError("the scs space does not match the data's channels / classes")
     target = options.target_macs
     if target is None:
-        target = resnet_forward_flops(_seed_depth_genotype(space, settings.seed_blocks), shape) // 2
+        target = measure_cost(_seed_depth_genotype(space, settings.seed_blocks), shape).macs
     # The extraction happens at an evaluation: make the evaluations fall on the end of the search.
     evals = max(1, round(settings.search_frac / base.eval_every_frac))
     config = dataclasses.replace(
@@ -213,7 +174,7 @@ def scs(base: TrainConfig, arg: str | None, options: MethodOptions):
 class SCSController(Controller):
     """Mask scores, sampled gates, temperature, budget-aware penalty, then extraction (see module doc)."""
 
-    def __init__(self, space: ResNetGenotype, settings: SCSSettings, target_macs: float):
+    def __init__(self, space: Genotype, settings: SCSSettings, target_macs: float):
         self.space, self.settings = space, settings
         self.target_macs = target_macs
         self.phase = "init"                   # "init" -> "search" -> "finetune"
@@ -231,8 +192,7 @@ class SCSController(Controller):
 
     def _layout(self) -> None:
         """One score per channel of each coupled group (concatenated) and per removable block."""
-        from growth.graph import groups_of_genotype
-
+        self.family = family_of(self.space)
         self.groups = groups_of_genotype(self.space)
         self.offsets, offset = [], 0
         for group in self.groups:
@@ -240,12 +200,15 @@ class SCSController(Controller):
             offset += group.width
         self.n_channels = offset
         self.group_index = {g.name: i for i, g in enumerate(self.groups)}
-        self.stage_group = {g.key[1]: i for i, g in enumerate(self.groups) if g.kind == "stage"}
-        self.inner_group = {(g.key[1], g.key[2]): i for i, g in enumerate(self.groups) if g.kind == "inner"}
-        # Removable blocks: all of stage 1's; of later stages all but the downsampling first block.
-        self.blocks = [(s, b) for s, st in enumerate(self.space.stages) for b in range(st.depth)
-                       if not (b == 0 and s > 0)]
+        # Removable blocks (ResNet: all of stage 1's; of later stages all but the downsampling first block).
+        self.blocks = self.family.removable_blocks(self.space)
         self.block_index = {sb: i for i, sb in enumerate(self.blocks)}
+        by_stage: dict[int, list[int]] = {}
+        for i, (s, _) in enumerate(self.blocks):
+            by_stage.setdefault(s, []).append(i)
+        # Stages whose blocks are all removable (ResNet: stage 1): extraction keeps one of them.
+        self.free_stages = [idx for s, idx in by_stage.items()
+                            if len(idx) == self.family.stage_depth(self.space, s)]
 
     def _initial_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
         st = self.settings
@@ -328,20 +291,15 @@ class SCSController(Controller):
         self.lam_blk = auto if st.lam_blocks == "auto" else float(st.lam_blocks)
 
     def _register_hooks(self, model: nn.Module) -> None:
-        from search_spaces.resnet import ZeroPadShortcut
-
+        # a removable block's last BN ends its residual branch: it also carries the block's gate
+        branch_of = {self.family.branch_norm(s, b): i for i, (s, b) in enumerate(self.blocks)}
         self._handles = [model.register_forward_pre_hook(self._draw_gates)]
         for gi, group in enumerate(self.groups):
             for name in group.norms:
-                parts = name.split(".")
-                block = None
-                if name.endswith(".bn2"):  # a block's last BN: its residual branch's output
-                    block = self.block_index.get((int(parts[1]), int(parts[2])))
-                self._handles.append(model.get_submodule(name).register_forward_hook(self._gate_hook(gi, block)))
-            if group.kind == "stage" and group.key[1] > 0:
-                shortcut = model.get_submodule(f"stages.{group.key[1]}.0.shortcut")
-                if isinstance(shortcut, ZeroPadShortcut):
-                    self._handles.append(shortcut.register_forward_hook(self._gate_hook(gi, None)))
+                hook = self._gate_hook(gi, branch_of.get(name))
+                self._handles.append(model.get_submodule(name).register_forward_hook(hook))
+            for name in group.routes:  # a zero-padding shortcut writing the group's channels
+                self._handles.append(model.get_submodule(name).register_forward_hook(self._gate_hook(gi, None)))
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -375,7 +333,8 @@ class SCSController(Controller):
 
     def _hard_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """What extraction keeps: channels and blocks with s > 0; at least one channel per group,
-        and stage 1 (whose blocks are all removable) at least one block — the best-scoring one."""
+        and a stage whose blocks are all removable (ResNet: stage 1) at least one block — the
+        best-scoring one."""
         keep_ch = self.scores_ch.detach() > 0
         counts = torch.zeros(len(self.groups), device=keep_ch.device).index_add_(
             0, self.group_id, keep_ch.float())
@@ -384,22 +343,12 @@ class SCSController(Controller):
             self.offsets, device=keep_ch.device)
         keep_ch[best[counts == 0]] = True
         keep_blk = self.scores_blk.detach() > 0
-        first = [i for i, (s, _) in enumerate(self.blocks) if s == 0]
-        if first and not bool(keep_blk[first].any()):
-            keep_blk[first[int(self.scores_blk.detach()[first].argmax())]] = True
+        for idx in self.free_stages:
+            if not bool(keep_blk[idx].any()):
+                keep_blk[idx[int(self.scores_blk.detach()[idx].argmax())]] = True
         return keep_ch, keep_blk
 
     # -- architectures of gate vectors ---------------------------------------------------------------
-
-    def _widths(self, group_counts: Sequence[float], block_gates: Sequence[float]):
-        """(stage widths, inner widths, block on) of the space, from per-group counts and block gates."""
-        stage_w = [group_counts[self.stage_group[s]] for s in range(len(self.space.stages))]
-        inner_w, block_on = [], []
-        for s, stage in enumerate(self.space.stages):
-            inner_w.append([group_counts[self.inner_group[(s, b)]] for b in range(stage.depth)])
-            block_on.append([block_gates[self.block_index[(s, b)]] if (s, b) in self.block_index else 1
-                             for b in range(stage.depth)])
-        return stage_w, inner_w, block_on
 
     def _group_sums(self, values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(self.groups), device=values.device, dtype=values.dtype).index_add_(
@@ -411,35 +360,30 @@ class SCSController(Controller):
         binary = all(float(v).is_integer() for v in both)
         if binary:
             both = [int(v) for v in both]
-        stage_w, inner_w, block_on = self._widths(both[:len(self.groups)], both[len(self.groups):])
-        return _resnet_flops(self.space, input_shape, stage_w, inner_w, block_on)
+        n = len(self.groups)
+        return self.family.forward_flops(self.space, input_shape,
+                                         widths={g.key: w for g, w in zip(self.groups, both[:n])},
+                                         blocks_on=dict(zip(self.blocks, both[n:])))
 
-    def architecture(self, keep_ch: torch.Tensor, keep_blk: torch.Tensor) -> ResNetGenotype:
+    def architecture(self, keep_ch: torch.Tensor, keep_blk: torch.Tensor) -> Genotype:
         """The genotype of the sub-network with these channels and blocks on, as pruning makes it
-        (the zero-padding shortcut's routing follows the kept channels)."""
+        (the zero-padding shortcut's routing follows the kept channels; a sampled sub-network may
+        leave a stage without blocks)."""
         keep_ch, keep_blk = keep_ch.detach().bool().cpu(), keep_blk.detach().bool().cpu()
-        kept = [torch.nonzero(keep_ch[o:o + g.width]).flatten().tolist()
-                for g, o in zip(self.groups, self.offsets)]
-        stages, prev_pos = [], {}
-        for s, stage in enumerate(self.space.stages):
-            channels = kept[self.stage_group[s]]
-            inner = [len(kept[self.inner_group[(s, b)]]) for b in range(stage.depth)
-                     if (s, b) not in self.block_index or bool(keep_blk[self.block_index[(s, b)]])]
-            src = []
-            if s > 0:
-                old = stage.shortcut_src
-                src = [prev_pos.get(old[j], -1) if j < len(old) and old[j] >= 0 else -1 for j in channels]
-                while src and src[-1] < 0:
-                    src.pop()
-            stages.append(ResNetStage(len(channels), inner, src))
-            prev_pos = {c: j for j, c in enumerate(channels)}
-        return dataclasses.replace(self.space, stages=stages)
+        g = self.space
+        for group, offset in zip(self.groups, self.offsets):  # each group by its original indices
+            kept = torch.nonzero(keep_ch[offset:offset + group.width]).flatten().tolist()
+            g = self.family.resized(g, group.key, kept, 0)
+        for (s, b), on in reversed(list(zip(self.blocks, keep_blk.tolist()))):
+            if not on:
+                g = self.family.without_block(g, s, b)
+        return g
 
-    def sampled_genotype(self) -> ResNetGenotype:
+    def sampled_genotype(self) -> Genotype:
         """The architecture of the latest training step's sampled sub-network."""
         return self.architecture(self.q_ch, self.q_blk)
 
-    def hard_genotype(self) -> ResNetGenotype:
+    def hard_genotype(self) -> Genotype:
         """The architecture extraction would make now."""
         return self.architecture(*self._hard_masks())
 

@@ -50,7 +50,7 @@ from torch import nn
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import remove_block
-from search_spaces import ResNetGenotype
+from search_spaces import family_of
 
 from . import MethodOptions, register_method
 from .pruning import PruneOnceController, method_options, prune_to_keep, prune_to_macs, pruning_config
@@ -59,13 +59,6 @@ if TYPE_CHECKING:
     from growth.trainer import Trainer
 
 DEFAULT_SEED = "resnet20"
-
-
-def removable_blocks(genotype) -> list[tuple[int, int]]:
-    """``(stage, block)`` of every residual block SSS may remove (not the first of stages 2+)."""
-    if not isinstance(genotype, ResNetGenotype):
-        return []
-    return [(s, b) for s, stage in enumerate(genotype.stages) for b in range(stage.depth) if s == 0 or b > 0]
 
 
 def _block_key(stage: int, block: int) -> str:
@@ -111,9 +104,11 @@ class SSSController(PruneOnceController):
         if self.phase != "train":
             return
         model, device = trainer.model, trainer.device
+        family = family_of(model.genotype)
         if not self.channel_factors:
             self.channel_factors = {g.name: torch.ones(g.width) for g in channel_groups(model)}
-            self.block_factors = {_block_key(s, b): torch.ones(1) for s, b in removable_blocks(model.genotype)}
+            self.block_factors = {_block_key(s, b): torch.ones(1)
+                                  for s, b in family.removable_blocks(model.genotype)}
             self.velocity = {k: torch.zeros_like(f) for k, f in self.factors().items()}
         for d in (self.channel_factors, self.block_factors, self.velocity):
             for k in d:
@@ -125,8 +120,8 @@ class SSSController(PruneOnceController):
             for norm in group.norms:
                 self._handles.append(modules[norm].register_forward_hook(
                     _scale_hook(self.channel_factors[group.name], channels=True)))
-        for s, b in removable_blocks(model.genotype):
-            self._handles.append(model.stages[s][b].bn2.register_forward_hook(
+        for s, b in family.removable_blocks(model.genotype):
+            self._handles.append(modules[family.branch_norm(s, b)].register_forward_hook(
                 _scale_hook(self.block_factors[_block_key(s, b)], channels=False)))
 
     def factors(self) -> dict[str, torch.Tensor]:
@@ -161,6 +156,7 @@ class SSSController(PruneOnceController):
         model, opt = trainer.model, trainer.optimizer
         modules = dict(model.named_modules())
         genotype = model.genotype
+        family = family_of(genotype)
         groups = channel_groups(model)
         factors = {k: f.detach().cpu().clone() for k, f in self.channel_factors.items()}
         blocks = {k: float(f.detach()) for k, f in self.block_factors.items()}
@@ -170,34 +166,33 @@ class SSSController(PruneOnceController):
                 for norm in group.norms:
                     modules[norm].weight.mul_(f.to(modules[norm].weight))
                     modules[norm].bias.mul_(f.to(modules[norm].bias))
-            for s, b in removable_blocks(genotype):
+            for s, b in family.removable_blocks(genotype):
                 f = self.block_factors[_block_key(s, b)].detach()
-                bn = model.stages[s][b].bn2
+                bn = modules[family.branch_norm(s, b)]
                 bn.weight.mul_(f.to(bn.weight))
                 bn.bias.mul_(f.to(bn.bias))
         self._remove_hooks()
         self.channel_factors, self.block_factors, self.velocity = {}, {}, {}
 
         # 3 (decided first). Blocks to remove: zero factor, at least one block left per stage.
+        zero_by_stage: dict[int, list[int]] = {}
+        for s, b in family.removable_blocks(genotype):
+            if blocks.get(_block_key(s, b), 1.0) == 0.0:
+                zero_by_stage.setdefault(s, []).append(b)
         remove: list[tuple[int, int]] = []
-        if isinstance(genotype, ResNetGenotype):
-            for s, stage in enumerate(genotype.stages):
-                zero = [b for b in range(stage.depth) if blocks.get(_block_key(s, b), 1.0) == 0.0]
-                if len(zero) == stage.depth:
-                    zero = zero[1:]
-                remove += [(s, b) for b in zero]
+        for s, zero in zero_by_stage.items():
+            if len(zero) == family.stage_depth(genotype, s):
+                zero = zero[1:]
+            remove += [(s, b) for b in zero]
         gone_inner = {f"{_block_key(s, b)}.inner" for s, b in remove}
 
         # 2. Dead channels (zero factor, and nothing live routed in by a zero-padding shortcut).
         dead: dict[str, torch.Tensor] = {}
         for group in groups:
             d = factors[group.name] == 0
-            s = group.key[1]
-            if group.kind == "stage" and s > 0 and genotype.shortcut == "zeropad":
-                prev_dead = dead[f"stage{s}"]
-                for j, k in enumerate(genotype.stages[s].shortcut_src):
-                    if k >= 0 and not prev_dead[k]:
-                        d[j] = False
+            for source, k, j in family.routes_into(genotype, group.key):
+                if not dead[family.group_name(source)][k]:
+                    d[j] = False
             dead[group.name] = d
         keep = {}
         for group in groups:

@@ -16,6 +16,10 @@ DessiLBI's ``entry_step`` -1).
   Dirac kernel and whose BN is the identity in eval mode (in train mode the new BN normalises with
   the batch's statistics, so there the function changes until the layer adapts).
 
+What is specific to a family (its genotype edits, which block deepening appends and how it is made
+the identity, which blocks may go, the zero-padding shortcut's routing) is asked of the genotype's
+family object (:func:`search_spaces.family_of`); the operators themselves are the same for all.
+
 Example:
     >>> import torch, search_spaces
     >>> model = search_spaces.create_model("resnet8-thin").eval()
@@ -27,13 +31,10 @@ Example:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from search_spaces import ResNetGenotype, VGGGenotype, build_model
-from search_spaces.resnet import ZeroPadShortcut
+from search_spaces import FamilyError, Genotype, build_model, family_of
 
 from .graph import ChannelGroup, find_group
 
@@ -61,22 +62,19 @@ def prune(model: nn.Module, group: str | ChannelGroup, keep: torch.Tensor | list
 
 def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
     """Append an identity-initialised block (ResNet) or conv layer (VGG) to ``stage`` (0-based)."""
-    genotype = deepened_genotype(model.genotype, stage)
+    family = family_of(model.genotype)
+    genotype = family.deepened(model.genotype, stage)
     fresh = build_model(genotype)
-    block = fresh.stages[stage][-1]
+    name = family.block_name(stage, family.stage_depth(genotype, stage) - 1)
+    block = fresh.get_submodule(name)
     with torch.no_grad():
-        if isinstance(genotype, ResNetGenotype):
-            block.bn2.weight.zero_()  # residual branch outputs 0: the block is the identity
-        else:
-            nn.init.dirac_(block.conv.weight)
-            # running_var = 1 - eps makes the eval-mode normalisation exactly x / 1.
-            block.bn.running_var.fill_(1.0 - block.bn.eps)
+        family.make_identity(block)
     ref = next(model.parameters())
     block = block.to(device=ref.device, dtype=ref.dtype)
     block.train(model.training)
     if _is_channels_last(model):
         block = block.to(memory_format=torch.channels_last)
-    model.stages[stage].append(block)
+    model.get_submodule(name.rpartition(".")[0]).append(block)
     model.genotype = genotype
     if optimizer is not None:
         _add_params(optimizer, model, list(block.parameters()))
@@ -87,45 +85,36 @@ def remove_block(model: nn.Module, stage: int, block: int,
                  optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
     """Delete residual block ``block`` of ``stage`` (pruning baselines). Returns ``model``.
 
-    The downsampling first block of stages 2+ cannot go (it changes resolution and width), and a
-    stage keeps at least one block.
+    The family says which blocks may go (:meth:`search_spaces.Family.removable_blocks`; a ResNet keeps
+    the downsampling first block of stages 2+, which changes resolution and width), and every stage
+    keeps at least one block; ``FamilyError`` (a ``ValueError``) for any other.
     """
-    genotype = copy.deepcopy(model.genotype)
-    if not isinstance(genotype, ResNetGenotype):
-        raise ValueError("only residual blocks can be removed")
-    depth = genotype.stages[stage].depth
-    if depth <= 1 or not 0 <= block < depth or (block == 0 and stage > 0):
-        raise ValueError(f"block {block} of stage {stage} cannot be removed")
-    del genotype.stages[stage].inner[block]
-    removed = model.stages[stage][block]
+    family = family_of(model.genotype)
+    genotype = family.without_block(model.genotype, stage, block)
+    if family.stage_depth(model.genotype, stage) <= 1:
+        raise FamilyError(f"block {block} of stage {stage} cannot be removed: a stage keeps one block")
+    name = family.block_name(stage, block)
+    removed = model.get_submodule(name)
     if optimizer is not None:
         gone = {id(p) for p in removed.parameters()}
         for group in optimizer.param_groups:
             group["params"] = [p for p in group["params"] if id(p) not in gone]
         for p in removed.parameters():
             optimizer.state.pop(p, None)
-    del model.stages[stage][block]
+    parent, _, index = name.rpartition(".")
+    del model.get_submodule(parent)[int(index)]
     model.genotype = genotype
     return model
 
 
-def deepened_genotype(genotype, stage: int):
+def deepened_genotype(genotype: Genotype, stage: int) -> Genotype:
     """The genotype with one block (ResNet) or conv (VGG) appended to ``stage``, same width as its last."""
-    if not isinstance(genotype, (ResNetGenotype, VGGGenotype)):
-        raise ValueError(f"cannot deepen a {genotype.family!r} model")
-    if not 0 <= stage < len(genotype.stages):
-        raise ValueError(f"stage {stage} out of range (model has {len(genotype.stages)} stages)")
-    g = copy.deepcopy(genotype)
-    if isinstance(g, ResNetGenotype):
-        g.stages[stage].inner.append(g.stages[stage].inner[-1])  # inherits the latest inner width
-    else:
-        g.stages[stage].append(g.stages[stage][-1])
-    return g
+    return family_of(genotype).deepened(genotype, stage)
 
 
-def stage_depth(genotype, stage: int) -> int:
-    st = genotype.stages[stage]
-    return st.depth if isinstance(genotype, ResNetGenotype) else len(st)
+def stage_depth(genotype: Genotype, stage: int) -> int:
+    """Blocks (ResNet) or convs (VGG) in ``stage`` (0-based)."""
+    return family_of(genotype).stage_depth(genotype, stage)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -142,35 +131,12 @@ def _is_channels_last(model: nn.Module) -> bool:
                for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
-def resized_genotype(genotype, group: ChannelGroup, keep: torch.Tensor, n_new: int):
-    """The genotype with the group's width changed and the zero-pad routing kept consistent."""
-    g = copy.deepcopy(genotype)
-    width = keep.numel() + n_new
-    kind, s = group.key[0], group.key[1]
-    if kind == "inner":
-        g.stages[s].inner[group.key[2]] = width
-    elif kind == "conv":
-        g.stages[s][group.key[2]] = width
-    else:
-        old_pos = keep.tolist()
-        stage = g.stages[s]
-        # Output side of this stage's own shortcut: position j now holds old channel keep[j].
-        src = stage.shortcut_src
-        stage.shortcut_src = _strip([src[k] if k < len(src) else -1 for k in old_pos])
-        stage.width = width
-        if s + 1 < len(g.stages):
-            # Input side of the next stage's shortcut: old channel c now sits at keep.index(c);
-            # pruned channels route zeros, new channels are not routed at all.
-            where = {c: j for j, c in enumerate(old_pos)}
-            nxt = g.stages[s + 1]
-            nxt.shortcut_src = _strip([where.get(c, -1) if c >= 0 else -1 for c in nxt.shortcut_src])
-    return g
-
-
-def _strip(src: list[int]) -> list[int]:
-    while src and src[-1] < 0:
-        src.pop()
-    return src
+def resized_genotype(genotype: Genotype, group: ChannelGroup, keep: torch.Tensor | list[int],
+                     n_new: int) -> Genotype:
+    """The genotype with the group's width changed (old channels ``keep``, then ``n_new`` new ones) and
+    the zero-pad routing kept consistent (:meth:`search_spaces.Family.resized`)."""
+    kept = keep.tolist() if torch.is_tensor(keep) else [int(k) for k in keep]
+    return family_of(genotype).resized(genotype, group.key, kept, n_new)
 
 
 def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: int,
@@ -206,9 +172,10 @@ def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: in
             else:
                 setattr(old_mod, attr, new_data)
         _copy_shape_attrs(old_mod, new_mod)
-    # Parameter-free shortcuts hold their channel routing as a derived buffer: take the new ones.
-    for name, module in modules.items():
-        if isinstance(module, ZeroPadShortcut):
+    # Parameter-free routing layers (zero-padding shortcuts) hold their channel routing as a derived
+    # buffer: take the new ones.
+    for name, op in family_of(new_genotype).graph(new_genotype).nodes(data="op"):
+        if op == "route":
             model.set_submodule(name, fresh.get_submodule(name).to(ref.device))
     model.genotype = new_genotype
     _check_shapes(model, fresh)

@@ -1,12 +1,14 @@
-"""Seed architectures and what may grow: genotypes, builders and the seed registry.
+"""Seed architectures and what may grow: genotypes, family objects and the seed registry.
 
-Layout (arrows are imports): ``resnet``, ``vgg``, ``timm_ref`` (the families, need torch) ->
-``registry`` -> ``genotype``, ``errors`` (no torch). The registry imports no family; each family
-module registers itself when imported. This package imports the families lazily, through a loader
-it hands the registry, so that ``import search_spaces`` (and ``search_spaces.errors``, which the
-``grow`` command line needs) does not import torch; the first lookup (``list_seeds``, ``get_genotype``,
-``build_model``, ``extract_genotype``) imports them. A new family is one new module that registers
-itself, plus its name in ``_FAMILIES`` below.
+Layout (arrows are imports): ``resnet``, ``vgg``, ``timm_ref`` (the families: each defines its genotype,
+module and :class:`~search_spaces.family.Family` object, needs torch) -> ``registry``, ``family``,
+``layers`` -> ``genotype``, ``errors`` (no torch). The registry imports no family; each family module
+registers itself when imported. This package imports the families lazily, through a loader it hands the
+registry, so that ``import search_spaces`` (and ``search_spaces.errors``, which the ``grow`` command line
+needs) does not import torch; the first lookup (``list_seeds``, ``get_genotype``, ``build_model``,
+``extract_genotype``, ``family_of``, ``genotype_from_dict``) imports them, and so does asking for a
+family's genotype class (``search_spaces.ResNetGenotype``). A new family is one new module that
+registers itself, plus its name in ``_FAMILIES`` below.
 
 ``search_spaces`` imports neither ``growth`` nor ``baselines`` (``tests/test_imports.py`` checks it).
 """
@@ -16,31 +18,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import GrowthError
-from .genotype import (
-    Genotype,
-    ResNetGenotype,
-    ResNetStage,
-    TimmGenotype,
-    VGGGenotype,
-    genotype_from_dict,
-    genotype_json,
-    genotype_to_dict,
-)
+from .errors import FamilyError, GrowthError
+from .family import Family
+from .genotype import Genotype, genotype_json, genotype_to_dict
 from .registry import (
     UnknownSeedError,
     add_family_loader,
     build_model,
     create_model,
     extract_genotype,
+    family_of,
+    genotype_from_dict,
     get_genotype,
+    list_families,
     list_seeds,
-    register_builder,
+    register_family,
     register_model,
     register_namespace,
 )
 
-_FAMILIES = ("resnet", "vgg", "timm_ref")   # modules that register seeds and builders when imported
+_FAMILIES = ("resnet", "vgg", "timm_ref")   # modules that register seeds and families when imported
+# The families' genotype classes, re-exported (imported on first use: their modules need torch).
+_GENOTYPES = {"ResNetGenotype": "resnet", "ResNetStage": "resnet", "VGGGenotype": "vgg",
+              "TimmGenotype": "timm_ref"}
 
 
 def _import_families() -> None:
@@ -55,12 +55,14 @@ def __getattr__(name: str) -> Any:
     # ``search_spaces.resnet`` etc. as attributes, as when the package imported them eagerly
     if name in _FAMILIES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _GENOTYPES:
+        return getattr(importlib.import_module(f"{__name__}.{_GENOTYPES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "Genotype", "GrowthError", "ResNetGenotype", "ResNetStage", "TimmGenotype", "VGGGenotype",
-    "UnknownSeedError", "build_model", "create_model", "extract_genotype", "genotype_from_dict",
-    "genotype_json", "genotype_to_dict", "get_genotype", "list_seeds", "register_builder", "register_model",
-    "register_namespace",
+    "Family", "FamilyError", "Genotype", "GrowthError", "ResNetGenotype", "ResNetStage", "TimmGenotype",
+    "UnknownSeedError", "VGGGenotype", "build_model", "create_model", "extract_genotype", "family_of",
+    "genotype_from_dict", "genotype_json", "genotype_to_dict", "get_genotype", "list_families", "list_seeds",
+    "register_family", "register_model", "register_namespace",
 ]

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["GrowthError"]
+__all__ = ["FamilyError", "GrowthError"]
 
 
 class GrowthError(Exception):
@@ -30,7 +30,12 @@ class GrowthError(Exception):
     a command line. ``grow`` prints it as one line (``grow: error: ...``) with exit code 2; any other
     exception is a bug and keeps its traceback.
 
-    The subclasses: ``search_spaces.UnknownSeedError`` (also a ``KeyError``), ``growth.config.ConfigError``,
-    ``growth.data.DataError``, ``growth.runstore.RunError`` (each also a ``ValueError``) and
-    ``growth.cli.UsageError``.
+    The subclasses: ``search_spaces.UnknownSeedError`` (also a ``KeyError``), :class:`FamilyError`,
+    ``growth.config.ConfigError``, ``growth.data.DataError``, ``growth.runstore.RunError`` (each also a
+    ``ValueError``) and ``growth.cli.UsageError``.
     """
+
+
+class FamilyError(GrowthError, ValueError):
+    """A model family was asked for something it cannot do, e.g. ``cannot deepen a 'timm' model``
+    (see :class:`search_spaces.family.Family`), or a block that its family's rule keeps."""

@@ -5,36 +5,41 @@ Names accept hyphens or underscores (``resnet20-thin`` == ``resnet20_thin``); ``
 for a timm backbone as a reference.
 
 The registry imports no family: each family module (``resnet``, ``vgg``, ``timm_ref``) imports the
-registry and registers itself (its seeds with :func:`register_model`, its builder and genotype reader
-with :func:`register_builder`, a ``prefix:`` namespace with :func:`register_namespace`). The package
-``search_spaces`` hands the registry a loader (:func:`add_family_loader`) that imports the shipped
-families before the first lookup, so the arrows point one way only: families -> registry. The
-registry (like ``genotype`` and ``errors``) does not import torch at module level.
+registry and registers itself (its seeds with :func:`register_model`, its family object, a
+:class:`~search_spaces.family.Family`, with :func:`register_family`, a ``prefix:`` namespace with
+:func:`register_namespace`). :func:`family_of` finds the family of a genotype or a built model. The
+package ``search_spaces`` hands the registry a loader (:func:`add_family_loader`) that imports the
+shipped families before the first lookup, so the arrows point one way only: families -> registry.
+The registry (like ``genotype``, ``family`` and ``errors``) does not import torch at module level.
 
 Example:
     >>> import search_spaces
     >>> "resnet20-thin" in search_spaces.list_seeds()
     True
     >>> model = search_spaces.create_model("resnet20-thin", num_classes=10)
-    >>> model.genotype.compact()
-    [[4, 4, 4, 4], [8, 8, 8, 8], [16, 16, 16, 16]]
+    >>> model.genotype.compact(), family_of(model).name
+    ([[4, 4, 4, 4], [8, 8, 8, 8], [16, 16, 16, 16]], 'resnet')
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .errors import GrowthError
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from .family import Family
     from .genotype import Genotype
 
 _SEEDS: dict[str, Callable[..., Genotype]] = {}
-_BUILDERS: dict[type, Callable[[Any], nn.Module]] = {}           # genotype class -> builder
-_EXTRACTORS: dict[type, Callable[[Any], Genotype]] = {}          # module class -> genotype reader
+_BY_GENOTYPE: dict[type, Family[Any]] = {}                        # genotype class -> family
+_BY_MODULE: dict[type, Family[Any]] = {}                          # built module class -> family
+_BY_NAME: dict[str, Family[Any]] = {}                             # genotype's ``family`` field -> family
+F = TypeVar("F", bound="Family[Any]")
 _NAMESPACES: dict[str, Callable[..., Genotype]] = {}             # "timm" -> resolver of "timm:<name>"
 _PENDING_LOADERS: list[Callable[[], None]] = []
 
@@ -56,12 +61,39 @@ def register_model(fn: Callable[..., Genotype]) -> Callable[..., Genotype]:
     return fn
 
 
-def register_builder(genotype_type: type, build: Callable[[Any], nn.Module], *,
-                     module_type: type | None = None, extract: Callable[[Any], Genotype] | None = None) -> None:
-    """A family registers how to build its genotypes and, optionally, how to read one back from a module."""
-    _BUILDERS[genotype_type] = build
-    if module_type is not None and extract is not None:
-        _EXTRACTORS[module_type] = extract
+def register_family(family: F) -> F:
+    """A family module registers its family object (see :class:`~search_spaces.family.Family`)."""
+    _BY_GENOTYPE[family.genotype_type] = family
+    _BY_NAME[family.name] = family
+    if family.module_type is not None:
+        _BY_MODULE[family.module_type] = family
+    return family
+
+
+def list_families() -> list[Family[Any]]:
+    """The registered family objects, in registration order."""
+    _load_families()
+    return list(_BY_NAME.values())
+
+
+def _lookup(table: dict[type, Family[Any]], obj: object) -> Family[Any] | None:
+    for klass in type(obj).__mro__:
+        if klass in table:
+            return table[klass]
+    return None
+
+
+def family_of(genotype_or_model: Any) -> Family[Any]:
+    """The family of a genotype or of a built model (by type, through the MRO; a module of no
+    registered class, e.g. a timm reference, by its ``genotype``). ``TypeError`` for anything else."""
+    _load_families()
+    family = _lookup(_BY_GENOTYPE, genotype_or_model) or _lookup(_BY_MODULE, genotype_or_model)
+    if family is None:
+        genotype = getattr(genotype_or_model, "genotype", None)
+        family = _lookup(_BY_GENOTYPE, genotype) if genotype is not None else None
+    if family is None:
+        raise TypeError(f"not a genotype or a model of a registered family: {type(genotype_or_model).__name__}")
+    return family
 
 
 def register_namespace(prefix: str, resolve: Callable[..., Genotype]) -> None:
@@ -114,10 +146,10 @@ def get_genotype(name: str, *, num_classes: int = 10, in_chans: int = 3) -> Geno
 def build_model(genotype: Genotype) -> nn.Module:
     """Turn a genotype into a freshly initialised module (``module.genotype`` is set)."""
     _load_families()
-    for klass in type(genotype).__mro__:
-        if klass in _BUILDERS:
-            return _BUILDERS[klass](genotype)
-    raise TypeError(f"not a genotype: {genotype!r}")
+    family = _lookup(_BY_GENOTYPE, genotype)
+    if family is None:
+        raise TypeError(f"not a genotype: {genotype!r}")
+    return family.build(genotype)
 
 
 def create_model(name: str, *, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
@@ -128,7 +160,20 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 3) -> nn.M
 def extract_genotype(model: nn.Module) -> Genotype:
     """Read a model's architecture back from its modules (timm references return their genotype)."""
     _load_families()
-    for klass in type(model).__mro__:
-        if klass in _EXTRACTORS:
-            return _EXTRACTORS[klass](model)
-    return model.genotype
+    family = _lookup(_BY_MODULE, model)
+    genotype: Genotype = family.extract(model) if family is not None else getattr(model, "genotype")
+    return genotype
+
+
+def genotype_from_dict(data: dict[str, Any]) -> Genotype:
+    """Inverse of :func:`~search_spaces.genotype.genotype_to_dict`, by the registered family named in
+    ``data["family"]``; raises ``ValueError`` on malformed input."""
+    _load_families()
+    try:
+        data = copy.deepcopy(dict(data))
+        family = data.get("family")
+        if family in _BY_NAME:
+            return _BY_NAME[family].genotype_type.from_dict(data)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"malformed genotype: {err}") from None
+    raise ValueError(f"unknown genotype family {family!r}")

@@ -3,16 +3,34 @@
 ``timm:<name>`` builds ``timm.create_model(name)`` with the right ``num_classes``/``in_chans`` and
 replaces the stem's first convolution by a 3x3 stride-1 one and its max-pool by the identity, the
 usual adaptation for 32x32 images. timm is imported only when such a model is asked for.
+
+The ``timm`` family (:class:`TimmFamily`) only builds: references are not grown, pruned or deepened,
+so every other :class:`~search_spaces.family.Family` method raises ``FamilyError``.
 """
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 
 from torch import nn
 
-from .genotype import TimmGenotype
-from .registry import register_builder, register_namespace
+from .family import Family
+from .genotype import Genotype
+from .registry import register_family, register_namespace
+
+
+@dataclass
+class TimmGenotype(Genotype):
+    """A timm backbone used as a fixed reference (not grown), adapted to small inputs."""
+
+    name: str
+    in_chans: int = 3
+    num_classes: int = 10
+    family: str = "timm"
+
+    def compact(self) -> str:
+        return self.name
 
 
 def check_timm_name(name: str) -> None:
@@ -35,7 +53,7 @@ def build_timm(genotype: TimmGenotype) -> nn.Module:
                                         bias=first.bias is not None))
     if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):
         model.maxpool = nn.Identity()
-    model.genotype = genotype
+    setattr(model, "genotype", genotype)  # a plain attribute, as the families' own modules have
     return model
 
 
@@ -45,5 +63,15 @@ def timm_genotype(name: str, *, num_classes: int = 10, in_chans: int = 3) -> Tim
     return TimmGenotype(name, in_chans, num_classes)
 
 
+class TimmFamily(Family[TimmGenotype]):
+    """The ``timm`` family: build only."""
+
+    name = "timm"
+    genotype_type = TimmGenotype
+
+    def build(self, genotype: TimmGenotype) -> nn.Module:
+        return build_timm(genotype)
+
+
 register_namespace("timm", timm_genotype)
-register_builder(TimmGenotype, build_timm)
+TIMM = register_family(TimmFamily())
