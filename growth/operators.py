@@ -31,6 +31,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -74,7 +76,7 @@ def deepen(model: nn.Module, stage: int, optimizer: torch.optim.Optimizer | None
     block.train(model.training)
     if _is_channels_last(model):
         block = block.to(memory_format=torch.channels_last)
-    model.get_submodule(name.rpartition(".")[0]).append(block)
+    cast(nn.Sequential, model.get_submodule(name.rpartition(".")[0])).append(block)  # a stage's blocks
     model.genotype = genotype
     if optimizer is not None:
         _add_params(optimizer, model, list(block.parameters()))
@@ -102,7 +104,7 @@ def remove_block(model: nn.Module, stage: int, block: int,
         for p in removed.parameters():
             optimizer.state.pop(p, None)
     parent, _, index = name.rpartition(".")
-    del model.get_submodule(parent)[int(index)]
+    del cast(nn.Sequential, model.get_submodule(parent))[int(index)]
     model.genotype = genotype
     return model
 

@@ -25,10 +25,13 @@ from typing import Any
 class Genotype:
     """The base of every family's genotype dataclass.
 
-    ``family`` (a dataclass field of each subclass, with its family's name as default) says which
-    family reads the genotype back (:func:`search_spaces.genotype_from_dict`).
+    Every subclass has the dataclass fields ``in_chans`` and ``num_classes`` (the data's) and ``family``
+    (its family's name as default), which says which family reads the genotype back
+    (:func:`search_spaces.genotype_from_dict`).
     """
 
+    in_chans: int
+    num_classes: int
     family: str
 
     def to_dict(self) -> dict[str, Any]:
