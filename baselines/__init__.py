@@ -26,9 +26,18 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-_METHODS: dict[str, Callable[..., Any]] = {}
+if TYPE_CHECKING:
+    from growth.config import TrainConfig
+    from growth.trainer import Controller
+
+    #: A method: ``fn(base_config, arg, options) -> (config, controller | None)``.
+    Method = Callable[..., tuple[TrainConfig, Controller | None]]
+
+_M = TypeVar("_M", bound="Method")
+
+_METHODS: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
@@ -45,13 +54,13 @@ class MethodOptions:
     """What a method may need beyond the base config."""
 
     target_macs: float | None = None      # size target for uniform scaling and pruning (MACs)
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def register_method(name: str):
+def register_method(name: str) -> Callable[[_M], _M]:
     """Decorator: ``fn(base_config, arg, options) -> (config, controller | None)``."""
 
-    def wrap(fn):
+    def wrap(fn: _M) -> _M:
         _METHODS[name] = fn
         return fn
 
@@ -59,6 +68,7 @@ def register_method(name: str):
 
 
 def list_methods() -> list[str]:
+    """The registered method names."""
     _load_all()
     return sorted(_METHODS)
 
@@ -90,7 +100,7 @@ def expand_methods(texts: list[str], frontier_mults: tuple[float, ...] = DEFAULT
     >>> expand_methods(["grow", "frontier:resnet20-thin"], (1.0, 1.5))
     ['grow', 'width:resnet20-thin@1', 'width:resnet20-thin@1.5']
     """
-    out = []
+    out: list[str] = []
     for text in texts:
         name, _, seed = text.strip().partition(":")
         if name == "frontier":
@@ -102,7 +112,8 @@ def expand_methods(texts: list[str], frontier_mults: tuple[float, ...] = DEFAULT
     return out
 
 
-def configure(spec: MethodSpec, base, options: MethodOptions | None = None):
+def configure(spec: MethodSpec, base: TrainConfig,
+              options: MethodOptions | None = None) -> tuple[TrainConfig, Controller | None]:
     """The config and controller that method ``spec`` trains with, from a base config."""
     _load_all()
     return _METHODS[spec.name](base, spec.arg, options or MethodOptions())

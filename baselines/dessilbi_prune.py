@@ -43,12 +43,13 @@ Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``lam`` (a numb
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from growth.calibration import calibrate_lam, penalised_convs, split_lam_groups
 from growth.config import ConfigError, TrainConfig
+from growth.dessilbi import as_dessilbi
 from growth.graph import channel_groups
 
 from . import MethodOptions, register_method
@@ -66,15 +67,15 @@ class DessiLBIPruneController(PruneOnceController):
     method = "dessilbi-prune"
 
     def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None,
-                 lam: float | str = "auto", lam_scale: float = 1.0):
+                 lam: float | str = "auto", lam_scale: float = 1.0) -> None:
         super().__init__(prune_frac, target_macs)
         self.lam_setting, self.lam_scale = lam, lam_scale
         self.lam: dict[str, float] | None = None   # conv name -> λ, fixed before the first step
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {"lam": self.lam, "lam_setting": self.lam_setting, "lam_scale": self.lam_scale}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.lam, self.lam_setting, self.lam_scale = state["lam"], state["lam_setting"], state["lam_scale"]
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -92,15 +93,18 @@ class DessiLBIPruneController(PruneOnceController):
 
     # -- the prune ------------------------------------------------------------------------------------
 
-    def prune(self, trainer: Trainer) -> dict:
-        model, opt = trainer.model, trainer.optimizer
+    def prune(self, trainer: Trainer) -> dict[str, Any]:
+        model, opt = trainer.model, as_dessilbi(trainer.optimizer)
+        assert self.lam is not None  # attach() calibrated it (a resumed run has it)
         modules = dict(model.named_modules())
         groups = channel_groups(model)
         t = max(1, opt.step_count)
-        support, filter_scores = {}, {}
+        support: dict[str, torch.Tensor] = {}
+        filter_scores: dict[str, torch.Tensor] = {}
         for g in groups:
             for conv in g.producers:
                 w = modules[conv].weight
+                assert isinstance(w, torch.Tensor)
                 support[conv] = opt.support(w).cpu()
                 entry = opt.entry_steps(w).cpu()
                 v = opt.state.get(w, {}).get("V", torch.zeros_like(w))
@@ -108,9 +112,10 @@ class DessiLBIPruneController(PruneOnceController):
                 filter_scores[conv] = torch.where(entry >= 0, 1 + (t - entry).float() / t, closeness)
         scores = group_scores(model, filter_scores, reduce="max")
         supported = {g.name: torch.stack([support[p] for p in g.producers]).any(0) for g in groups}
-        detail: dict = {"support": {name: int(s.sum()) for name, s in supported.items()}}
+        detail: dict[str, Any] = {"support": {name: int(s.sum()) for name, s in supported.items()}}
         if self.target_macs is None:
-            keep, empty = {}, []
+            keep: dict[str, torch.Tensor] = {}
+            empty: list[str] = []
             for g in groups:
                 kept = supported[g.name].nonzero().flatten()
                 if kept.numel() == 0:
@@ -125,7 +130,7 @@ class DessiLBIPruneController(PruneOnceController):
         switch_penalties_off(opt)
         return detail
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {**super().summary(), "lam": self.lam, "lam_scale": self.lam_scale}
 
 
@@ -139,7 +144,8 @@ def switch_penalties_off(opt: torch.optim.Optimizer) -> None:
 
 
 @register_method("dessilbi-prune")
-def dessilbi_prune(base: TrainConfig, seed: str | None, options: MethodOptions):
+def dessilbi_prune(base: TrainConfig, seed: str | None,
+                   options: MethodOptions) -> tuple[TrainConfig, DessiLBIPruneController]:
     opts = method_options(options.extra, "dessilbi-prune", ("prune_frac", "lam", "lam_scale"))
     prune_frac = float(opts.get("prune_frac", 0.5))
     lam = opts.get("lam", "auto")

@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from growth.config import ConfigError, GrowConfig, TrainConfig
 
 from . import MethodOptions, register_method
+
+if TYPE_CHECKING:
+    from growth.controller import GrowthController
 
 DEFAULT_SEED = "resnet20-thin"
 # What a growth run takes from the bench's base config; the optimizer settings are growth's own.
@@ -21,13 +25,13 @@ _SHARED = ("data", "budget_flops", "subset", "val_size", "batch_size", "momentum
            "channels_last")
 
 
-def _grow_config(base: TrainConfig, seed: str | None, options: MethodOptions, **overrides) -> GrowConfig:
+def _grow_config(base: TrainConfig, seed: str | None, options: MethodOptions, **overrides: Any) -> GrowConfig:
     shared = {name: getattr(base, name) for name in _SHARED}
     return GrowConfig(**shared, seed=seed or DEFAULT_SEED, **{**options.extra.get("grow", {}), **overrides})
 
 
 @register_method("grow")
-def grow(base: TrainConfig, seed: str | None, options: MethodOptions):
+def grow(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[GrowConfig, GrowthController]:
     from growth.controller import GrowthController
 
     config = _grow_config(base, seed, options)
@@ -35,7 +39,8 @@ def grow(base: TrainConfig, seed: str | None, options: MethodOptions):
 
 
 @register_method("grow-uniform")
-def grow_uniform(base: TrainConfig, seed: str | None, options: MethodOptions):
+def grow_uniform(base: TrainConfig, seed: str | None,
+                 options: MethodOptions) -> tuple[GrowConfig, GrowthController]:
     from growth.controller import GrowthController
 
     config = _grow_config(base, seed, options, allocation="uniform")
@@ -43,7 +48,7 @@ def grow_uniform(base: TrainConfig, seed: str | None, options: MethodOptions):
 
 
 @register_method("dessilbi")
-def dessilbi(base: TrainConfig, seed: str | None, options: MethodOptions):
+def dessilbi(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[GrowConfig, GrowthController]:
     from growth.controller import GrowthController
 
     config = _grow_config(base, seed, options, allocation="none")
@@ -51,7 +56,7 @@ def dessilbi(base: TrainConfig, seed: str | None, options: MethodOptions):
 
 
 @register_method("scratch")
-def scratch(base: TrainConfig, seed: str | None, options: MethodOptions):
+def scratch(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[TrainConfig, None]:
     genotype = options.extra.get("grown_genotype")
     if genotype is None:
         raise ConfigError("scratch trains the grown genotype: run the grow cell of this seed value first")

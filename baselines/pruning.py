@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,7 @@ from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups, find_group, groups_of_genotype
 from growth.operators import prune, resized_genotype
-from growth.trainer import Controller
+from growth.trainer import Controller, model_genotype
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
@@ -71,7 +71,8 @@ def group_scores(model: nn.Module, producer_scores: Mapping[str, torch.Tensor],
     so one global threshold treats both alike), ``"sum"`` or ``"max"`` (a channel is as important as
     its most important producer filter).
     """
-    ops = {"mean": lambda s: s.mean(0), "sum": lambda s: s.sum(0), "max": lambda s: s.amax(0)}
+    ops: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "mean": lambda s: s.mean(0), "sum": lambda s: s.sum(0), "max": lambda s: s.amax(0)}
     if reduce not in ops:
         raise ValueError(f"reduce must be mean, sum or max, got {reduce!r}")
     out = {}
@@ -159,7 +160,7 @@ def prune_to_macs(model: nn.Module, scores: Mapping[str, torch.Tensor], target_m
                   input_shape: tuple[int, int, int],
                   optimizer: torch.optim.Optimizer | None = None) -> PrunePlan:
     """Prune ``model`` in place by :func:`plan_prune_to_macs`; returns the plan."""
-    plan = plan_prune_to_macs(model.genotype, scores, target_macs, input_shape)
+    plan = plan_prune_to_macs(model_genotype(model), scores, target_macs, input_shape)
     prune_to_keep(model, plan.keep, optimizer)
     return plan
 
@@ -223,32 +224,34 @@ class PruneOnceController(Controller):
     method = "prune"
 
     def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None,
-                 default_target_ratio: float | None = None):
+                 default_target_ratio: float | None = None) -> None:
         self.prune_frac = prune_frac
         self.target_macs = target_macs
         self.default_target_ratio = default_target_ratio
         self.phase = "train"
-        self.event: dict | None = None
+        self.event: dict[str, Any] | None = None
         self.full_macs: int | None = None
 
     # -- to implement ---------------------------------------------------------------------------------
 
-    def prune(self, trainer: Trainer) -> dict:
+    def prune(self, trainer: Trainer) -> dict[str, Any]:
+        """Prune ``trainer.model`` (through the operators, with ``trainer.optimizer``); the event's extra fields."""
         raise NotImplementedError
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
+        """A subclass's own checkpointed state."""
         return {}
 
-    def load_extra_state(self, state: dict) -> None:
-        pass
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned (``state`` holds the base class's keys too)."""
 
     # -- checkpointed state ---------------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "prune_frac": self.prune_frac, "target_macs": self.target_macs,
                 "full_macs": self.full_macs, "event": self.event, **self.extra_state()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.phase, self.prune_frac = state["phase"], state["prune_frac"]
         self.target_macs, self.full_macs, self.event = state["target_macs"], state["full_macs"], state["event"]
         self.load_extra_state(state)
@@ -268,7 +271,7 @@ class PruneOnceController(Controller):
         model = trainer.model
         probe = trainer.probe_batch()
         logits_before = trainer.eval_logits(probe)
-        old_widths, before = model.genotype.compact(), trainer.cost
+        old_widths, before = model_genotype(model).compact(), trainer.cost
         detail = self.prune(trainer)
         self.phase = "finetune"
         after = trainer.cost
@@ -276,12 +279,12 @@ class PruneOnceController(Controller):
         change = trainer.output_change(probe, logits_before)
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         self.event = trainer.log_event(
-            "prune", method=self.method, old_widths=old_widths, new_widths=trainer.model.genotype.compact(),
+            "prune", method=self.method, old_widths=old_widths, new_widths=model_genotype(trainer.model).compact(),
             old_macs=before.macs, macs=after.macs, old_params=before.params, params=after.params,
             target_macs=self.target_macs, val_acc_before=val_acc, val_acc_after=val_after,
             output_change=change, **detail)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         event = self.event or {}
         return {"method": self.method, "prune_frac": self.prune_frac, "target_macs": self.target_macs,
                 "pruned_at_step": event.get("step"), "pruned_at_fraction": event.get("fraction"),

@@ -16,12 +16,13 @@ the fine-tuning. Settings in ``options.extra["slimming"]``: ``prune_frac``, ``l1
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from growth.config import TrainConfig
+from growth.trainer import model_genotype
 
 from . import MethodOptions, register_method
 from .pruning import PruneOnceController, bn_scale_scores, group_scores, method_options, prune_to_macs, pruning_config
@@ -38,21 +39,22 @@ class SlimmingController(PruneOnceController):
 
     method = "slimming"
 
-    def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None, l1: float | None = None):
+    def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None,
+                 l1: float | None = None) -> None:
         super().__init__(prune_frac, target_macs, default_target_ratio=0.5)
         self.l1 = l1
-        self._scales: list[nn.Parameter] = []
+        self._scales: list[torch.Tensor] = []
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {"l1": self.l1}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.l1 = state["l1"]
 
     def attach(self, trainer: Trainer) -> None:
         super().attach(trainer)
         if self.l1 is None:
-            self.l1 = L1[trainer.model.genotype.family]
+            self.l1 = L1[model_genotype(trainer.model).family]
         # Structure is fixed until the prune point, and the penalty stops there.
         self._scales = [m.weight for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
 
@@ -64,19 +66,20 @@ class SlimmingController(PruneOnceController):
             if scale.grad is not None:
                 scale.grad.add_(scale.detach().sign(), alpha=self.l1)  # d/dγ of l1·|γ| (0 at γ = 0)
 
-    def prune(self, trainer: Trainer) -> dict:
+    def prune(self, trainer: Trainer) -> dict[str, Any]:
+        assert self.target_macs is not None  # attach() set it (default_target_ratio)
         scores = group_scores(trainer.model, bn_scale_scores(trainer.model), reduce="mean")
         plan = prune_to_macs(trainer.model, scores, self.target_macs, trainer.input_shape, trainer.optimizer)
         self._scales = []
         return {"l1": self.l1, "threshold": plan.threshold, "channels_pruned": plan.pruned,
                 "target_reached": plan.reached}
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {**super().summary(), "l1": self.l1}
 
 
 @register_method("slimming")
-def slimming(base: TrainConfig, seed: str | None, options: MethodOptions):
+def slimming(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[TrainConfig, SlimmingController]:
     opts = method_options(options.extra, "slimming", ("prune_frac", "l1"))
     prune_frac = float(opts.get("prune_frac", 0.5))
     config = pruning_config(base, seed=seed or DEFAULT_SEED, optimizer="sgd", prune_frac=prune_frac)

@@ -27,17 +27,19 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .dessilbi import as_dessilbi
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-def penalised_convs(trainer: Trainer) -> dict[str, torch.nn.Parameter]:
+def penalised_convs(trainer: Trainer) -> dict[str, torch.Tensor]:
     """Conv name -> its weight, for every weight DessiLBI penalises (group penalty)."""
-    weights = {id(p) for p in trainer.optimizer.penalised_params()}
+    weights = {id(p) for p in as_dessilbi(trainer.optimizer).penalised_params()}
     return {name: m.weight for name, m in trainer.model.named_modules()
             if isinstance(m, torch.nn.Conv2d) and id(m.weight) in weights}
 
@@ -65,7 +67,7 @@ def calibrate_lam(trainer: Trainer, horizon_frac: float, lam_scale: float = 1.0)
             for name, w in penalised_convs(trainer).items()}
 
 
-def split_lam_groups(opt: torch.optim.Optimizer, convs: dict[str, torch.nn.Parameter],
+def split_lam_groups(opt: torch.optim.Optimizer, convs: dict[str, torch.Tensor],
                      lam: dict[str, float]) -> None:
     """One DessiLBI param group per penalised conv, carrying that layer's λ.
 
@@ -73,7 +75,7 @@ def split_lam_groups(opt: torch.optim.Optimizer, convs: dict[str, torch.nn.Param
     the optimizer's state_dict their hyperparameters), so a resumed run has the same λ per layer.
     """
     name_of = {id(w): name for name, w in convs.items()}
-    groups = []
+    groups: list[dict[str, Any]] = []
     for group in opt.param_groups:
         if group["penalty"] is None:
             groups.append(group)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,7 +59,7 @@ class ModelCost:
     def train_flops_per_sample(self) -> int:
         return TRAIN_FLOPS_PER_FORWARD_FLOP * self.forward_flops
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, int]:
         return {"params": self.params, "forward_flops": self.forward_flops, "macs": self.macs}
 
 
@@ -79,14 +79,18 @@ def measure_cost(model: nn.Module | Genotype, input_shape: tuple[int, int, int])
 
     from search_spaces import build_model, genotype_json
 
-    genotype = model if not isinstance(model, nn.Module) else getattr(model, "genotype", None)
+    genotype: Genotype | None = model if not isinstance(model, nn.Module) else getattr(model, "genotype", None)
     key = (genotype_json(genotype), tuple(input_shape)) if genotype is not None else None
-    if key in _COST_CACHE:
+    if key is not None and key in _COST_CACHE:
         return _COST_CACHE[key]
-    # A fresh build draws its init from the global RNG: fork it, so that pricing an architecture
-    # (or not, when the cost is cached) never changes what a run draws next (e.g. grown filters).
-    with torch.random.fork_rng(devices=[]):
-        probe = build_model(genotype) if genotype is not None else model
+    if genotype is not None:
+        # A fresh build draws its init from the global RNG: fork it, so that pricing an architecture
+        # (or not, when the cost is cached) never changes what a run draws next (e.g. grown filters).
+        with torch.random.fork_rng(devices=[]):
+            probe = build_model(genotype)
+    else:
+        assert isinstance(model, nn.Module)  # a genotype is its own genotype, never None
+        probe = model
     probe = probe.eval().float().cpu()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         probe(torch.zeros(1, *input_shape))
@@ -124,10 +128,10 @@ class Ledger:
         """How many more samples at this cost fit in the budget (never overrunning it)."""
         return int(self.remaining_flops // flops_per_sample)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, float]:
         return {"budget_flops": self.budget_flops, "spent_flops": self.spent_flops,
                 "eval_flops": self.eval_flops, "samples": self.samples}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> Ledger:
+    def from_state_dict(cls, state: dict[str, Any]) -> Ledger:
         return cls(**state)

@@ -50,16 +50,23 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import torch
 
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
+from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
-from .trainer import Controller, Run, Trainer
+from .trainer import Controller, Display, Run, Trainer, model_genotype
+
+if TYPE_CHECKING:
+    from search_spaces import Genotype
+
+#: One action of a growth check: append a block to a stage, or widen a group by ``n`` channels.
+Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str, int]]
 
 
 def target_macs(config: GrowConfig) -> float:
@@ -110,7 +117,8 @@ def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
     return [name for name, s in scores.items() if s > 0 and s >= select_frac * best]
 
 
-def widened_genotype(genotype: Any, groups: list[ChannelGroup], factor: float) -> tuple[Any, dict[str, int]]:
+def widened_genotype(genotype: Genotype, groups: list[ChannelGroup],
+                     factor: float) -> tuple[Genotype, dict[str, int]]:
     """``genotype`` with each of ``groups`` widened to ``round(width · factor)``; also the channels added.
 
     Rounding to the nearest width (not up) lets a small step add channels to the wide groups only,
@@ -125,8 +133,8 @@ def widened_genotype(genotype: Any, groups: list[ChannelGroup], factor: float) -
     return genotype, added
 
 
-def solve_factor(genotype: Any, groups: list[ChannelGroup], goal_macs: float, max_factor: float,
-                 input_shape: tuple[int, ...]) -> tuple[float, dict[str, int]]:
+def solve_factor(genotype: Genotype, groups: list[ChannelGroup], goal_macs: float, max_factor: float,
+                 input_shape: tuple[int, int, int]) -> tuple[float, dict[str, int]]:
     """The largest common width factor (<= ``max_factor``) that keeps the MACs at most ``goal_macs``."""
     def macs(f: float) -> float:
         return measure_cost(widened_genotype(genotype, groups, f)[0], input_shape).macs
@@ -144,7 +152,7 @@ def solve_factor(genotype: Any, groups: list[ChannelGroup], goal_macs: float, ma
 class GrowthController(Controller):
     """Plugs into :class:`Trainer` (``attach`` before the first step, ``on_eval`` at every check)."""
 
-    def __init__(self, config: GrowConfig):
+    def __init__(self, config: GrowConfig) -> None:
         super().__init__()
         self.config = config
         self.lam: dict[str, float] | None = None     # conv name -> λ, fixed before the first step
@@ -154,16 +162,16 @@ class GrowthController(Controller):
         self.steps_done = 0
         self.events = 0
         self.refused = 0
-        self._rows: list[dict] = []
+        self._rows: list[dict[str, Any]] = []
 
     # -- checkpointed state ---------------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"lam": self.lam, "seed_macs": self.seed_macs, "target": self.target,
                 "changed_at": self.changed_at, "steps_done": self.steps_done, "events": self.events,
                 "refused": self.refused}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lam, self.seed_macs, self.target = state["lam"], state["seed_macs"], state["target"]
         self.changed_at = dict(state["changed_at"])
         self.steps_done, self.events, self.refused = state["steps_done"], state["events"], state["refused"]
@@ -198,11 +206,11 @@ class GrowthController(Controller):
     def scores(self, trainer: Trainer, groups: list[ChannelGroup]) -> dict[str, float]:
         """Γ entry rate per group since it last changed (see the module docstring)."""
         modules = dict(trainer.model.named_modules())
-        opt = trainer.optimizer
-        return {g.name: entry_rate([opt.entry_steps(modules[p].weight) for p in g.producers],
+        opt = as_dessilbi(trainer.optimizer)
+        return {g.name: entry_rate([opt.entry_steps(_weight(modules[p])) for p in g.producers],
                                    self.changed_at.get(g.name, 0)) for g in groups}
 
-    def display_rows(self) -> list[dict]:
+    def display_rows(self) -> list[dict[str, Any]]:
         return self._rows
 
     def on_eval(self, trainer: Trainer, val_acc: float) -> None:
@@ -233,13 +241,13 @@ class GrowthController(Controller):
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores.get(g.name, 0.0)}
                       for g in channel_groups(trainer.model)]
 
-    def _plan(self, trainer: Trainer, chosen: list[ChannelGroup], goal: float) -> list[tuple]:
+    def _plan(self, trainer: Trainer, chosen: list[ChannelGroup], goal: float) -> list[Action]:
         """Blocks for chosen stages (``deepen``), one width factor for the chosen groups, then, if they
         cannot reach the step's MACs alone, one factor for the other groups (the budget decides how
         much; Γ decides where first)."""
         cfg = self.config
-        genotype = trainer.model.genotype
-        plan: list[tuple] = []
+        genotype = model_genotype(trainer.model)
+        plan: list[Action] = []
         if cfg.deepen:
             for group in chosen:
                 stage = group.key[1]
@@ -271,12 +279,14 @@ class GrowthController(Controller):
         per_step = (self.target / self.seed_macs) ** (1 / steps) if self.seed_macs else 1.0
         return max(self.config.max_step_factor, 1.1 * math.sqrt(per_step))
 
-    def _apply(self, trainer: Trainer, plan: list[tuple], scores: dict[str, float], val_acc: float) -> None:
+    def _apply(self, trainer: Trainer, plan: list[Action], scores: dict[str, float], val_acc: float) -> None:
         model, opt = trainer.model, trainer.optimizer
         probe = trainer.probe_batch()
-        for action, target, n in plan:
+        for step in plan:
             before = trainer.eval_logits(probe)
-            if action == "widen":
+            detail: dict[str, Any]
+            if step[0] == "widen":
+                _, target, n = step
                 old = next(g.width for g in channel_groups(model) if g.name == target)
                 widen(model, target, n, opt)
                 _match_new_filter_scale(model, target, old)
@@ -284,21 +294,22 @@ class GrowthController(Controller):
                 detail = {"group": target, "score": round(scores[target], 4), "old_width": old,
                           "new_width": old + n}
             else:
-                self._deepen(trainer, target)
-                detail = {"stage": target + 1, "new_block": len(model.stages[target])}
+                stage = step[1]
+                self._deepen(trainer, stage)
+                detail = {"stage": stage + 1, "new_block": len(_stage_blocks(model, stage))}
             self.events += 1
             cost = trainer.cost
-            trainer.log_event(action, **detail, output_change=trainer.output_change(probe, before),
-                              params=cost.params, macs=cost.macs, widths=model.genotype.compact())
+            trainer.log_event(step[0], **detail, output_change=trainer.output_change(probe, before),
+                              params=cost.params, macs=cost.macs, widths=model_genotype(model).compact())
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         trainer.log_event("check_done", val_acc_before=val_acc, val_acc_after=val_after,
-                          macs=trainer.cost.macs, widths=model.genotype.compact())
+                          macs=trainer.cost.macs, widths=model_genotype(model).compact())
 
     def _deepen(self, trainer: Trainer, stage: int) -> None:
         """Append a block; its convs get their own param groups with the λ of the block before."""
         model, opt = trainer.model, trainer.optimizer
         deepen(model, stage, opt)
-        index = len(model.stages[stage]) - 1
+        index = len(_stage_blocks(model, stage)) - 1
         convs = penalised_convs(trainer)
         assert self.lam is not None
         for name in convs:
@@ -312,7 +323,7 @@ class GrowthController(Controller):
             opt.add_param_group({**{k: v for k, v in shared.items() if k != "params"},
                                  "params": [p], "lam": self.lam[name]})
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         cfg = self.config
         return {"growth_events": self.events, "growth_steps_done": self.steps_done,
                 "seed_macs": self.seed_macs, "target_macs": self.target, "allocation": cfg.allocation,
@@ -325,7 +336,7 @@ def _match_new_filter_scale(model: torch.nn.Module, group_name: str, old_width: 
     """New filters' incoming weights rescaled to the median norm of the layer's existing filters."""
     group = next(g for g in channel_groups(model) if g.name == group_name)
     for name in group.producers:
-        w = model.get_submodule(name).weight
+        w = _weight(model.get_submodule(name))
         norms = w.flatten(1).norm(dim=1)
         scale = norms[:old_width].median() / norms[old_width:].clamp_min(1e-12)
         w[old_width:].mul_(scale.view(-1, *([1] * (w.dim() - 1))))
@@ -335,14 +346,31 @@ def _match_new_filter_scale(model: torch.nn.Module, group_name: str, old_width: 
 def _finite(trainer: Trainer) -> bool:
     """All weights and DessiLBI V/Γ finite (one device sync, at a check only)."""
     tensors = list(trainer.model.parameters())
-    for p in trainer.optimizer.penalised_params():
-        state = trainer.optimizer.state.get(p, {})
+    opt = as_dessilbi(trainer.optimizer)
+    for p in opt.penalised_params():
+        state = opt.state.get(p, {})
         tensors += [state[k] for k in ("V", "gamma") if k in state]
     return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 
-def grow(config: GrowConfig, out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-         display: Any = None) -> dict:
+def grow(config: GrowConfig, out: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+         display: Display | None = None) -> dict[str, Any]:
     """Run growth to the budget in a new run directory ``out`` (or continue ``resume``); the summary."""
     run = Run.open(config, out, resume, kind="grow")
-    return run.fit(GrowthController(run.config), display)  # type: ignore[arg-type]
+    grow_config = run.config
+    assert isinstance(grow_config, GrowConfig)  # Run.open keeps the config's class (also on resume)
+    return run.fit(GrowthController(grow_config), display)
+
+
+def _weight(module: torch.nn.Module) -> torch.Tensor:
+    """The ``weight`` of a conv (or any layer that has one)."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor), f"{type(module).__name__} has no weight tensor"
+    return weight
+
+
+def _stage_blocks(model: torch.nn.Module, stage: int) -> torch.nn.Sequential:
+    """Stage ``stage`` of a ResNet or VGG: the ``nn.Sequential`` of its blocks (``model.stages[stage]``)."""
+    blocks = model.get_submodule(f"stages.{stage}")
+    assert isinstance(blocks, torch.nn.Sequential)
+    return blocks

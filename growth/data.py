@@ -654,6 +654,9 @@ def _decode_files(paths: list[Path], workers: int | None = None) -> torch.Tensor
     """
     from PIL import Image
 
+    # Image.Resampling (typed) is Pillow >= 9.1; older Pillow has only the module constant (same value).
+    bilinear: int = getattr(Image, "Resampling", Image).BILINEAR
+
     try:
         with Image.open(paths[0]) as im:
             w, h = im.size
@@ -678,7 +681,7 @@ def _decode_files(paths: list[Path], workers: int | None = None) -> torch.Tensor
                 else:
                     im = im.convert("RGB")
                 if im.size != (w, h):
-                    im = im.resize((w, h), Image.BILINEAR)
+                    im = im.resize((w, h), bilinear)
                 arr = np.asarray(im)
         except Exception as e:
             raise DataError(f"cannot decode image {p} ({type(e).__name__}: {e}); remove or replace the file") from None

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DessiLBI", "dessilbi_param_groups", "PENALTIES"]
+__all__ = ["DessiLBI", "as_dessilbi", "dessilbi_param_groups", "PENALTIES"]
 
 #: Valid values of the ``"penalty"`` param-group key.
 PENALTIES: tuple[str | None, ...] = ("group", "lasso", None)
@@ -339,6 +339,20 @@ class DessiLBI(torch.optim.Optimizer):
             with torch.no_grad():
                 for p, w in saved:
                     p.copy_(w)
+
+
+def as_dessilbi(optimizer: torch.optim.Optimizer) -> DessiLBI:
+    """``optimizer``, which must be a :class:`DessiLBI` (whatever reads Γ needs one); ``TypeError`` if not.
+
+    Example:
+        >>> as_dessilbi(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+        Traceback (most recent call last):
+        ...
+        TypeError: this needs the DessiLBI optimizer (it reads Γ), not SGD
+    """
+    if not isinstance(optimizer, DessiLBI):
+        raise TypeError(f"this needs the DessiLBI optimizer (it reads Γ), not {type(optimizer).__name__}")
+    return optimizer
 
 
 # ---------------------------------------------------------------------- helpers

@@ -1,14 +1,20 @@
 """Progress display: a live rich panel on a terminal, plain log lines otherwise.
 
-The trainer calls ``on_step`` after every step and ``on_eval`` after every evaluation; a growth
-controller may provide ``display_rows()`` (group, width, Γ ratio) which is shown as a table.
+The trainer calls ``on_step`` after every step and ``on_eval`` after every evaluation (any object
+with these methods and ``close``: :class:`growth.trainer.Display`); a growth controller may provide
+``display_rows()`` (group, width, Γ ratio) which is shown as a table.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from .trainer import Trainer
 
 
 def _si(value: float) -> str:
@@ -18,7 +24,7 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _eta(trainer: Any) -> str:
+def _eta(trainer: Trainer) -> str:
     flops_per_s = trainer.cost.train_flops_per_sample * max(trainer.images_per_s, 1e-9)
     seconds = trainer.ledger.remaining_flops / flops_per_s
     return time.strftime("%H:%M:%S", time.gmtime(min(seconds, 359999)))
@@ -27,13 +33,13 @@ def _eta(trainer: Any) -> str:
 class PlainDisplay:
     """One line per evaluation, for logs and pipes."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
 
-    def on_step(self, trainer: Any, loss: float, acc: float) -> None:
+    def on_step(self, trainer: Trainer, loss: float, acc: float) -> None:
         self.loss, self.acc = loss, acc
 
-    def on_eval(self, trainer: Any, record: dict) -> None:
+    def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         ledger = trainer.ledger
         line = (f"step {record['step']:>6}  flops {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)} "
                 f"({100 * ledger.fraction_spent:5.1f}%)  loss {getattr(self, 'loss', float('nan')):.3f}  "
@@ -52,7 +58,7 @@ class PlainDisplay:
 class RichDisplay:
     """A live panel: progress bar with loss, accuracy, FLOPs, images/s, ETA, and the group table."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -63,19 +69,19 @@ class RichDisplay:
         self.val_acc = float("nan")
         self._last = 0.0
 
-    def on_step(self, trainer: Any, loss: float, acc: float) -> None:
+    def on_step(self, trainer: Trainer, loss: float, acc: float) -> None:
         self.loss, self.acc = loss, acc
         now = time.monotonic()
         if now - self._last > 0.25:
             self._last = now
             self.live.update(self._render(trainer))
 
-    def on_eval(self, trainer: Any, record: dict) -> None:
+    def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.val_acc = record["val_acc"]
         self.live.update(self._render(trainer))
 
-    def _render(self, trainer: Any):
-        from rich.console import Group
+    def _render(self, trainer: Trainer) -> Group:
+        from rich.console import Group, RenderableType
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
@@ -85,7 +91,7 @@ class RichDisplay:
                     f"loss {self.loss:.3f}  acc {self.acc:.3f}  val {self.val_acc:.4f}  "
                     f"FLOPs {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)}  "
                     f"{trainer.images_per_s:.0f} img/s  ETA {_eta(trainer)}")
-        parts = [head, ProgressBar(total=1.0, completed=ledger.fraction_spent, width=60)]
+        parts: list[RenderableType] = [head, ProgressBar(total=1.0, completed=ledger.fraction_spent, width=60)]
         rows = trainer.controller.display_rows()
         if rows:
             table = Table("group", "width", "Γ ratio", box=None, padding=(0, 1))
@@ -98,7 +104,7 @@ class RichDisplay:
         self.live.stop()
 
 
-def make_display(quiet: bool = False):
+def make_display(quiet: bool = False) -> PlainDisplay | RichDisplay | None:
     """Rich on a terminal, plain lines when stdout is not one, nothing when ``quiet``."""
     if quiet:
         return None

@@ -58,13 +58,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 class RunStore:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     # -- creating and opening -----------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, config: dict) -> RunStore:
+    def create(cls, path: str | os.PathLike[str], config: dict[str, Any]) -> RunStore:
         """A new run at ``path``; refuses an existing non-empty directory (nothing is overwritten)."""
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -80,7 +80,7 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> RunStore:
+    def open(cls, path: str | os.PathLike[str]) -> RunStore:
         """An existing run to resume; it must have a config and a checkpoint."""
         path = Path(path)
         if not path.is_dir():
@@ -101,12 +101,12 @@ class RunStore:
         except (OSError, json.JSONDecodeError) as err:
             raise RunError(f"cannot read {self.path / name}: {err}") from None
 
-    def append_jsonl(self, name: str, record: dict) -> None:
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         with open(self.path / name, "a") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
 
-    def read_jsonl(self, name: str) -> list[dict]:
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         path = self.path / name
         if not path.exists():
             return []
@@ -118,7 +118,7 @@ class RunStore:
                 break  # a line torn by a crash: it and anything after it is dropped
         return records
 
-    def rewind_jsonl(self, name: str, keep: Callable[[dict], bool]) -> None:
+    def rewind_jsonl(self, name: str, keep: Callable[[dict[str, Any]], bool]) -> None:
         """Keep only the records ``keep`` accepts (used on resume to drop post-checkpoint lines)."""
         if not (self.path / name).exists():
             return  # nothing to rewind; do not create an empty file

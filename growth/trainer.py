@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, load_dataset, normalize
 from .runstore import CHECKPOINT, RunError, RunStore
+
+if TYPE_CHECKING:
+    from search_spaces import Genotype
 
 
 def lr_at(config: TrainConfig, fraction: float) -> float:
@@ -67,6 +70,7 @@ def next_batch_size(batch_size: int, affordable: int, available: int | None = No
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA, else MPS, else CPU) or a torch device name; ``ConfigError`` if unusable."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -111,28 +115,49 @@ class Controller:
     def on_eval(self, trainer: Trainer, val_acc: float) -> None:
         """After each evaluation on the validation split (growth checks, pruning points)."""
 
-    def display_rows(self) -> list[dict]:
+    def display_rows(self) -> list[dict[str, Any]]:
         """Rows for the progress display (group, kind, width, ratio)."""
         return []
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Fields added to summary.json."""
         return {}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
+class Display(Protocol):
+    """What the trainer reports progress to (``growth.display`` has a terminal panel and log lines)."""
+
+    def on_step(self, trainer: Trainer, loss: float, acc: float) -> None:
+        """After every training step (``acc``: the batch's training accuracy)."""
+
+    def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """After every evaluation, with the record written to ``metrics.jsonl``."""
+
+    def close(self) -> None:
+        """At the end of the run (also when it fails)."""
+
+
+def model_genotype(model: nn.Module) -> Genotype:
+    """The genotype of a built model: ``search_spaces.build_model`` sets ``model.genotype`` and the
+    growth operators keep it current (``nn.Module`` attributes are untyped, hence this accessor)."""
+    return cast("Genotype", model.genotype)
+
+
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The run's optimizer: DessiLBI (``config.optimizer == "dessilbi"``) or SGD, no weight decay on
+    BatchNorm and biases."""
     if config.optimizer == "dessilbi":
         from .dessilbi import DessiLBI, dessilbi_param_groups
 
         # lam="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
         lam = 1.0 if config.lam == "auto" else float(config.lam)
-        groups = []
+        groups: list[dict[str, Any]] = []
         for group in dessilbi_param_groups(model):
             if group["penalty"] is not None:
                 groups.append(group)
@@ -147,8 +172,8 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     # No weight decay on BatchNorm and biases, as usual for CIFAR ResNets.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    return torch.optim.SGD([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+    sgd_groups: list[dict[str, Any]] = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(sgd_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                            weight_decay=config.weight_decay)
 
 
@@ -164,7 +189,7 @@ class LoopState:
     last_eval_step: int = -1
     last_val_acc: float = 0.0
     train_time_s: float = 0.0            # wall time spent in training steps, summed over sessions
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -172,7 +197,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: Dataset, model: nn.Module,
                  store: RunStore, device: torch.device, controller: Controller | None = None,
-                 display: Any = None):
+                 display: Display | None = None) -> None:
+        if config.seed_value is None:
+            raise ConfigError("the trainer needs config.seed_value (Run.open draws one when it is not given)")
         self.config, self.store, self.device = config, store, device
         self.controller: Controller = controller if controller is not None else Controller()
         self.display = display
@@ -186,7 +213,8 @@ class Trainer:
         self.order_gen = torch.Generator().manual_seed(config.seed_value)
         self.aug_gen = torch.Generator(device=device).manual_seed(config.seed_value + 1)
         self.permutation = torch.randperm(len(self.data.train_y), generator=self.order_gen)
-        self.input_shape = tuple(self.data.train_x.shape[1:])
+        channels, height, width = self.data.train_x.shape[1:]
+        self.input_shape: tuple[int, int, int] = (channels, height, width)  # (C, H, W) of one sample
         self.amp = device.type == "cuda" and config.precision in ("auto", "bf16") or (
             config.precision == "bf16")
         self._last_checkpoint = time.monotonic()
@@ -198,7 +226,7 @@ class Trainer:
     def cost(self) -> ModelCost:
         return measure_cost(self.model, self.input_shape)
 
-    def fit(self) -> dict:
+    def fit(self) -> dict[str, Any]:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
         config, ledger = self.config, self.ledger
         self.controller.attach(self)
@@ -229,6 +257,7 @@ class Trainer:
         return self.finish()
 
     def train_step(self, batch: int) -> tuple[float, int]:
+        """One optimizer step on the next ``batch`` images of the epoch; (loss, correct predictions)."""
         config, data = self.config, self.data
         if self.state.position + batch > len(self.permutation):
             self.state.epoch += 1
@@ -274,6 +303,7 @@ class Trainer:
 
     @torch.no_grad()
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's float logits on ``x`` in eval mode."""
         self.model.eval()
         return self.model(x).float()
 
@@ -281,7 +311,7 @@ class Trainer:
         """Relative change of the eval-mode logits on ``probe`` since ``before`` (0: an exact edit)."""
         return float((self.eval_logits(probe) - before).norm() / before.norm().clamp_min(1e-12))
 
-    def log_event(self, event: str, **fields: Any) -> dict:
+    def log_event(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record to ``growth.jsonl``: the event, where the run stands, and ``fields``."""
         record = {"event": event, "step": self.state.step, "train_flops": self.ledger.spent_flops,
                   "fraction": round(self.ledger.fraction_spent, 5), **fields}
@@ -301,6 +331,7 @@ class Trainer:
         return correct / max(1, len(y_all))
 
     def evaluate_and_log(self) -> float:
+        """Validation accuracy, logged to ``metrics.jsonl`` and the display, then the controller's turn."""
         val_acc = self.accuracy(self.data.val_x, self.data.val_y)
         self.state.best_val_acc = max(self.state.best_val_acc, val_acc)
         self.state.last_eval_step, self.state.last_val_acc = self.state.step, val_acc
@@ -315,13 +346,13 @@ class Trainer:
         self.controller.on_eval(self, val_acc)
         return val_acc
 
-    def finish(self) -> dict:
+    def finish(self) -> dict[str, Any]:
         """Final test evaluation, weights, genotype and summary."""
         from search_spaces import genotype_to_dict
 
         test_acc = self.accuracy(self.data.test_x, self.data.test_y)
         val_acc = self.state.last_val_acc
-        genotype = self.model.genotype
+        genotype = model_genotype(self.model)
         cost = self.cost
         self.store.write_json("genotype.json", genotype_to_dict(genotype))
         self.store.save_torch("weights.pt", {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
@@ -342,13 +373,14 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
+        """Everything needed to resume (see :mod:`growth.runstore`), written atomically."""
         from search_spaces import genotype_to_dict
 
         names = {p: n for n, p in self.model.named_parameters()}
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         state = {
             "format": 1,
-            "genotype": genotype_to_dict(self.model.genotype),
+            "genotype": genotype_to_dict(model_genotype(self.model)),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             # Names of the optimizer's params per group: growth appends params, so on resume the
@@ -367,6 +399,7 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> None:
+        """Restore the run from its checkpoint; ``RunError`` if it does not fit this run."""
         from search_spaces import build_model, genotype_from_dict
 
         state = self.store.load_torch(CHECKPOINT)
@@ -403,13 +436,13 @@ class Trainer:
 # ---------------------------------------------------------------------------------------------------
 
 
-def run_metadata() -> dict:
+def run_metadata() -> dict[str, Any]:
     """Package versions and git commit, recorded in config.json."""
     import importlib.metadata as md
     import platform
     import subprocess
 
-    versions = {}
+    versions: dict[str, str] = {}
     for pkg in ("torch", "torchvision", "timm", "optuna", "networkx", "rich", "growth-automl"):
         try:
             versions[pkg] = md.version(pkg)
@@ -425,6 +458,7 @@ def run_metadata() -> dict:
 
 
 def default_run_dir(seed: str) -> Path:
+    """``runs/<date>-<time>-<seed>``."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
 
@@ -457,8 +491,8 @@ class Run:
     resuming: bool
 
     @classmethod
-    def open(cls, config: TrainConfig, out: str | os.PathLike | None = None,
-             resume: str | os.PathLike | None = None, kind: str = "train") -> Run:
+    def open(cls, config: TrainConfig, out: str | os.PathLike[str] | None = None,
+             resume: str | os.PathLike[str] | None = None, kind: str = "train") -> Run:
         """Validate and create the run directory (or reopen ``resume``, whose saved config wins).
 
         Every input is checked before anything is written: a bad input leaves nothing behind.
@@ -483,7 +517,7 @@ class Run:
                                 {"kind": kind, "config": config.to_dict(), **run_metadata()})
         return cls(config, store, data, False)
 
-    def trainer(self, controller: Controller | None = None, display: Any = None) -> Trainer:
+    def trainer(self, controller: Controller | None = None, display: Display | None = None) -> Trainer:
         """The seed model (or the genotype) on its device; on resume, the checkpoint restored."""
         from search_spaces import build_model, create_model, genotype_from_dict
 
@@ -501,7 +535,7 @@ class Run:
             trainer.save_checkpoint()  # a run is resumable from its first moment
         return trainer
 
-    def fit(self, controller: Controller | None = None, display: Any = None) -> dict:
+    def fit(self, controller: Controller | None = None, display: Display | None = None) -> dict[str, Any]:
         """Train to the budget; returns the summary (also written to summary.json)."""
         return self.trainer(controller, display).fit()
 
@@ -511,7 +545,7 @@ def _load_data(config: TrainConfig) -> Dataset:
     return load_dataset(config.data, val_size=config.val_size, subset=config.subset, split_seed=0)
 
 
-def train(config: TrainConfig, out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-          display: Any = None) -> dict:
+def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+          display: Display | None = None) -> dict[str, Any]:
     """Train a fixed architecture to the budget; returns the summary (also in summary.json)."""
     return Run.open(config, out, resume, kind="train").fit(display=display)
