@@ -35,7 +35,7 @@ Example:
     >>> grow, subs = build_parser()
     >>> list(subs)[:3]
     ['train', 'seeds', 'graph']
-    >>> subs["train"].parse_args(["--budget", "1e9"]).budget
+    >>> subs["train"].parse_args(["--budget", "1e9"]).budget_flops
     1000000000.0
 """
 
