@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BUDGET ?= 1e12
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/grow --seed resnet20-thin --budget $(BUDGET) --data sample --seed-value 0 \
 		$(if $(TARGET_MACS),--target-macs $(TARGET_MACS))
 
+# Everything CI runs: lint, types, the whole suite (about 15 minutes on 2 cores).
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
+
+# The quick lane while editing (under a minute): unit tests and doctests, no end-to-end runs.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

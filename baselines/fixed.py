@@ -25,7 +25,7 @@ from . import MethodOptions, register_method
 
 
 @register_method("fixed")
-def fixed(base: TrainConfig, seed: str, options: MethodOptions):
+def fixed(base: TrainConfig, seed: str, options: MethodOptions) -> tuple[TrainConfig, None]:
     return dataclasses.replace(base, seed=seed, optimizer="sgd"), None
 
 
@@ -54,7 +54,7 @@ def match_macs(genotype: Genotype, target_macs: float, input_shape: tuple[int, i
 
 
 @register_method("uniform")
-def uniform(base: TrainConfig, seed: str, options: MethodOptions):
+def uniform(base: TrainConfig, seed: str, options: MethodOptions) -> tuple[TrainConfig, None]:
     if options.target_macs is None:
         raise ConfigError("uniform:<seed> needs a MACs target (grow bench sets it to the grown network's)")
     shape = options.extra["input_shape"]
@@ -76,7 +76,7 @@ def split_width_arg(arg: str) -> tuple[str, float]:
 
 
 @register_method("width")
-def width(base: TrainConfig, arg: str, options: MethodOptions):
+def width(base: TrainConfig, arg: str, options: MethodOptions) -> tuple[TrainConfig, None]:
     seed, mult = split_width_arg(arg)
     genotype = get_genotype(seed, num_classes=options.extra.get("num_classes", 10),
                             in_chans=options.extra.get("input_shape", (3,))[0])

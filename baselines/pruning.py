@@ -47,7 +47,8 @@ from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups, find_group, groups_of_genotype
 from growth.operators import prune, resized_genotype
-from growth.trainer import Controller, model_genotype
+from growth.trainer import Controller
+from search_spaces import genotype_of
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
@@ -160,7 +161,7 @@ def prune_to_macs(model: nn.Module, scores: Mapping[str, torch.Tensor], target_m
                   input_shape: tuple[int, int, int],
                   optimizer: torch.optim.Optimizer | None = None) -> PrunePlan:
     """Prune ``model`` in place by :func:`plan_prune_to_macs`; returns the plan."""
-    plan = plan_prune_to_macs(model_genotype(model), scores, target_macs, input_shape)
+    plan = plan_prune_to_macs(genotype_of(model), scores, target_macs, input_shape)
     prune_to_keep(model, plan.keep, optimizer)
     return plan
 
@@ -271,7 +272,7 @@ class PruneOnceController(Controller):
         model = trainer.model
         probe = trainer.probe_batch()
         logits_before = trainer.eval_logits(probe)
-        old_widths, before = model_genotype(model).compact(), trainer.cost
+        old_widths, before = genotype_of(model).compact(), trainer.cost
         detail = self.prune(trainer)
         self.phase = "finetune"
         after = trainer.cost
@@ -279,7 +280,7 @@ class PruneOnceController(Controller):
         change = trainer.output_change(probe, logits_before)
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         self.event = trainer.log_event(
-            "prune", method=self.method, old_widths=old_widths, new_widths=model_genotype(trainer.model).compact(),
+            "prune", method=self.method, old_widths=old_widths, new_widths=genotype_of(trainer.model).compact(),
             old_macs=before.macs, macs=after.macs, old_params=before.params, params=after.params,
             target_macs=self.target_macs, val_acc_before=val_acc, val_acc_after=val_after,
             output_change=change, **detail)

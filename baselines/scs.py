@@ -75,7 +75,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -84,7 +84,15 @@ from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
 from growth.graph import groups_of_genotype
 from growth.trainer import Controller
-from search_spaces import FamilyError, Genotype, family_of, genotype_from_dict, genotype_to_dict, get_genotype
+from search_spaces import (
+    FamilyError,
+    Genotype,
+    family_of,
+    genotype_from_dict,
+    genotype_of,
+    genotype_to_dict,
+    get_genotype,
+)
 
 from . import MethodOptions, register_method
 
@@ -136,7 +144,7 @@ def _seed_depth_genotype(space: Genotype, seed_blocks: int) -> Genotype:
 
 
 @register_method("scs")
-def scs(base: TrainConfig, arg: str | None, options: MethodOptions):
+def scs(base: TrainConfig, arg: str | None, options: MethodOptions) -> tuple[TrainConfig, SCSController]:
     settings = SCSSettings(**options.extra.get("scs", {}))
     settings.validate()
     try:
@@ -186,6 +194,7 @@ class SCSController(Controller):
         self.last_expected_macs = 0.0
         self._pending: dict | None = None     # a loaded state, applied at attach
         self._handles: list = []
+        self.mask_opt: torch.optim.SGD | None = None  # the scores' optimizer, during the search only
         self._layout()
 
     # -- score layout --------------------------------------------------------------------------------
@@ -230,6 +239,7 @@ class SCSController(Controller):
                  "scores_ch": self.scores_ch.detach().cpu().clone(),
                  "scores_blk": self.scores_blk.detach().cpu().clone()}
         if self.phase == "search":
+            assert self.mask_opt is not None, "the search phase has its optimizer from attach on"
             state["mask_opt"] = self.mask_opt.state_dict()
             state["gen"] = self.gen.get_state()
         return state
@@ -267,6 +277,7 @@ class SCSController(Controller):
                                         lr=st.mask_lr if st.mask_lr is not None else cfg.lr,
                                         momentum=st.mask_momentum, nesterov=False, weight_decay=0.0)
         # Its own stream, separate from init/data/augmentation, so sampling never shifts the others.
+        assert cfg.seed_value is not None, "Run.open draws the seed value"
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed_value + 2)
         self.group_id = torch.repeat_interleave(
             torch.arange(len(self.groups)), torch.tensor([g.width for g in self.groups])).to(device)
@@ -324,7 +335,7 @@ class SCSController(Controller):
             g_ch, g_blk = keep_ch.float(), keep_blk.float()
         self._gates = (torch.split(g_ch, [g.width for g in self.groups]), g_blk)
 
-    def _gate_hook(self, group: int, block: int | None):
+    def _gate_hook(self, group: int, block: int | None) -> Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]:
         def hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
             gates, blocks = self._gates
             gate = gates[group] if block is None else gates[group] * blocks[block]
@@ -397,11 +408,13 @@ class SCSController(Controller):
         expected = self._flops_of(m_ch, m_blk, trainer.input_shape) / 2
         self.last_expected_macs = expected
         self.last_factor = max(-1.0, min(1.0, expected / self.target_macs - 1.0))
+        assert self.lam_ch is not None and self.lam_blk is not None, "λ is set at attach"
         return self.last_factor * (self.lam_ch * m_ch.sum() + self.lam_blk * m_blk.sum())
 
     def after_step(self, trainer: Trainer) -> None:
         if self.phase != "search":
             return
+        assert self.mask_opt is not None, "the search phase has its optimizer from attach on"
         self.mask_opt.step()
         self.mask_opt.zero_grad(set_to_none=True)
         progress = min(1.0, trainer.ledger.fraction_spent / self.settings.search_frac)
@@ -447,8 +460,8 @@ class SCSController(Controller):
         for s, b in reversed(self.blocks):
             if not bool(keep_blk[self.block_index[(s, b)]]):
                 remove_block(model, s, b, opt)
-        if model.genotype != expected:  # pragma: no cover - a bug in the bookkeeping above
-            raise RuntimeError(f"extraction made {model.genotype.compact()}, expected {expected.compact()}")
+        if genotype_of(model) != expected:  # pragma: no cover - a bug in the bookkeeping above
+            raise RuntimeError(f"extraction made {genotype_of(model).compact()}, expected {expected.compact()}")
         if trainer.channels_last:
             # The layout a resumed run rebuilds the model in: pruning cannot tell the layout of a
             # 1-channel-input model and leaves some weights in the default one, which changes float
@@ -458,7 +471,7 @@ class SCSController(Controller):
         self.mask_opt = None
         cost = trainer.cost
         self.extraction = trainer.log_event(
-            "scs_extract", beta=round(self.beta, 4), widths=model.genotype.compact(), macs=cost.macs,
+            "scs_extract", beta=round(self.beta, 4), widths=genotype_of(model).compact(), macs=cost.macs,
             params=cost.params, target_macs=self.target_macs, val_acc_before=val_acc)
 
     def summary(self) -> dict:

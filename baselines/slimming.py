@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from growth.config import TrainConfig
-from growth.trainer import model_genotype
+from search_spaces import genotype_of
 
 from . import MethodOptions, register_method
 from .pruning import PruneOnceController, bn_scale_scores, group_scores, method_options, prune_to_macs, pruning_config
@@ -54,7 +54,7 @@ class SlimmingController(PruneOnceController):
     def attach(self, trainer: Trainer) -> None:
         super().attach(trainer)
         if self.l1 is None:
-            self.l1 = L1[model_genotype(trainer.model).family]
+            self.l1 = L1[genotype_of(trainer.model).family]
         # Structure is fixed until the prune point, and the penalty stops there.
         self._scales = [m.weight for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
 

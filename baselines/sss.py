@@ -42,7 +42,7 @@ Then fine-tune for the rest of the budget. Learning rate: warm-up, constant unti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -50,7 +50,7 @@ from torch import nn
 from growth.config import ConfigError, TrainConfig
 from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import remove_block
-from search_spaces import family_of
+from search_spaces import Genotype, family_of, genotype_of
 
 from . import MethodOptions, register_method
 from .pruning import PruneOnceController, method_options, prune_to_keep, prune_to_macs, pruning_config
@@ -155,7 +155,7 @@ class SSSController(PruneOnceController):
     def prune(self, trainer: Trainer) -> dict:
         model, opt = trainer.model, trainer.optimizer
         modules = dict(model.named_modules())
-        genotype = model.genotype
+        genotype = genotype_of(model)
         family = family_of(genotype)
         groups = channel_groups(model)
         factors = {k: f.detach().cpu().clone() for k, f in self.channel_factors.items()}
@@ -211,7 +211,7 @@ class SSSController(PruneOnceController):
 
         # 4. A MACs target still above: the smallest remaining factors go, globally.
         if self.target_macs is not None and trainer.cost.macs > self.target_macs:
-            scores = _remaining_scores(genotype, model.genotype, factors, keep, remove)
+            scores = _remaining_scores(genotype, genotype_of(model), factors, keep, remove)
             plan = prune_to_macs(model, scores, self.target_macs, trainer.input_shape, opt)
             detail.update(threshold=plan.threshold, channels_pruned_to_target=plan.pruned,
                           target_reached=plan.reached)
@@ -221,7 +221,7 @@ class SSSController(PruneOnceController):
         return {**super().summary(), "gamma": self.gamma, "momentum": self.momentum}
 
 
-def _scale_hook(factor: torch.Tensor, channels: bool):
+def _scale_hook(factor: torch.Tensor, channels: bool) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
     shape = (1, -1, 1, 1) if channels else (1, 1, 1, 1)
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -230,7 +230,7 @@ def _scale_hook(factor: torch.Tensor, channels: bool):
     return hook
 
 
-def _remaining_scores(old_genotype, new_genotype, factors: dict[str, torch.Tensor],
+def _remaining_scores(old_genotype: Genotype, new_genotype: Genotype, factors: dict[str, torch.Tensor],
                       keep: dict[str, torch.Tensor], removed: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
     """The factors of the surviving channels, keyed by the pruned model's group names (block
     removal renumbers the inner groups of later blocks)."""
@@ -247,7 +247,7 @@ def _remaining_scores(old_genotype, new_genotype, factors: dict[str, torch.Tenso
 
 
 @register_method("sss")
-def sss(base: TrainConfig, seed: str | None, options: MethodOptions):
+def sss(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[TrainConfig, SSSController]:
     opts = method_options(options.extra, "sss", ("prune_frac", "gamma", "momentum"))
     prune_frac = float(opts.get("prune_frac", 0.5))
     gamma, momentum = float(opts.get("gamma", 0.01)), float(opts.get("momentum", 0.9))

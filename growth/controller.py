@@ -54,13 +54,15 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 import torch
 
+from search_spaces import genotype_of
+
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
 from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
-from .trainer import Controller, Display, Run, Trainer, model_genotype
+from .trainer import Controller, Display, Run, Trainer
 
 if TYPE_CHECKING:
     from search_spaces import Genotype
@@ -246,7 +248,7 @@ class GrowthController(Controller):
         cannot reach the step's MACs alone, one factor for the other groups (the budget decides how
         much; Γ decides where first)."""
         cfg = self.config
-        genotype = model_genotype(trainer.model)
+        genotype = genotype_of(trainer.model)
         plan: list[Action] = []
         if cfg.deepen:
             for group in chosen:
@@ -300,10 +302,10 @@ class GrowthController(Controller):
             self.events += 1
             cost = trainer.cost
             trainer.log_event(step[0], **detail, output_change=trainer.output_change(probe, before),
-                              params=cost.params, macs=cost.macs, widths=model_genotype(model).compact())
+                              params=cost.params, macs=cost.macs, widths=genotype_of(model).compact())
         val_after = trainer.accuracy(trainer.data.val_x, trainer.data.val_y)
         trainer.log_event("check_done", val_acc_before=val_acc, val_acc_after=val_after,
-                          macs=trainer.cost.macs, widths=model_genotype(model).compact())
+                          macs=trainer.cost.macs, widths=genotype_of(model).compact())
 
     def _deepen(self, trainer: Trainer, stage: int) -> None:
         """Append a block; its convs get their own param groups with the λ of the block before."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import networkx as nx
 from torch import nn
 
-from search_spaces import Genotype, family_of
+from search_spaces import Genotype, family_of, genotype_of
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,15 @@ def groups_of_genotype(genotype: Genotype) -> list[ChannelGroup]:
     order = {n: i for i, n in enumerate(graph.nodes)}
     groups = []
     for component in nx.connected_components(tied):
-        convs = sorted((n for n in component if graph.nodes[n].get("op") == "conv"), key=order.get)
+        convs = sorted((n for n in component if graph.nodes[n].get("op") == "conv"), key=order.__getitem__)
         if not convs:
             continue  # the input tensor
         keys = {graph.nodes[n]["key"] for n in convs}
         assert len(keys) == 1, f"inconsistent channel group {convs}: {keys}"
         key = keys.pop()
         consumers = sorted({v for n in component for v in graph.successors(n) if v not in component},
-                           key=order.get)
-        routes = sorted((n for n in component if graph.nodes[n].get("op") == "route"), key=order.get)
+                           key=order.__getitem__)
+        routes = sorted((n for n in component if graph.nodes[n].get("op") == "route"), key=order.__getitem__)
         groups.append(ChannelGroup(
             name=family.group_name(key), width=family.group_width(genotype, key), producers=tuple(convs),
             norms=tuple(graph.nodes[n]["norm"] for n in convs), consumers=tuple(consumers), key=key,
@@ -83,11 +83,12 @@ def groups_of_genotype(genotype: Genotype) -> list[ChannelGroup]:
 
 def channel_groups(model: nn.Module) -> list[ChannelGroup]:
     """The coupled channel groups of a built model (see :func:`groups_of_genotype`)."""
-    return groups_of_genotype(model.genotype)
+    return groups_of_genotype(genotype_of(model))
 
 
-def find_group(model_or_genotype, name: str) -> ChannelGroup:
-    genotype = getattr(model_or_genotype, "genotype", model_or_genotype)
+def find_group(model_or_genotype: nn.Module | Genotype, name: str) -> ChannelGroup:
+    """The channel group called ``name`` (e.g. ``stage2``) of a model or genotype."""
+    genotype = genotype_of(model_or_genotype) if isinstance(model_or_genotype, nn.Module) else model_or_genotype
     groups = groups_of_genotype(genotype)
     for group in groups:
         if group.name == name:

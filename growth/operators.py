@@ -36,7 +36,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from search_spaces import FamilyError, Genotype, build_model, family_of
+from search_spaces import FamilyError, Genotype, build_model, family_of, genotype_of
 
 from .graph import ChannelGroup, find_group
 
@@ -143,7 +143,7 @@ def resized_genotype(genotype: Genotype, group: ChannelGroup, keep: torch.Tensor
 
 def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: int,
             optimizer: torch.optim.Optimizer | None) -> nn.Module:
-    new_genotype = resized_genotype(model.genotype, group, keep, n_new)
+    new_genotype = resized_genotype(genotype_of(model), group, keep, n_new)
     fresh = build_model(new_genotype)
     ref = next(model.parameters())
     keep = keep.to(ref.device)
@@ -179,7 +179,7 @@ def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: in
     for name, op in family_of(new_genotype).graph(new_genotype).nodes(data="op"):
         if op == "route":
             model.set_submodule(name, fresh.get_submodule(name).to(ref.device))
-    model.genotype = new_genotype
+    setattr(model, "genotype", new_genotype)  # nn.Module.__setattr__ is typed for tensors and modules only
     _check_shapes(model, fresh)
     return model
 
@@ -191,6 +191,7 @@ def _take(old: torch.Tensor, dim: int, keep: torch.Tensor, n_new: int, fill: flo
     if n_new == 0:
         return kept
     if fill is None:
+        assert fresh is not None, "new slices need either a fill value or fresh values"
         tail = fresh.narrow(dim, keep.numel(), n_new).to(kept.dtype)
     else:
         shape = list(kept.shape)

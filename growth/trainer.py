@@ -23,11 +23,13 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from search_spaces import genotype_of
 
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
@@ -35,7 +37,7 @@ from .data import Dataset, augment, load_dataset, normalize
 from .runstore import CHECKPOINT, RunError, RunStore
 
 if TYPE_CHECKING:
-    from search_spaces import Genotype
+    pass
 
 
 def lr_at(config: TrainConfig, fraction: float) -> float:
@@ -141,12 +143,6 @@ class Display(Protocol):
 
     def close(self) -> None:
         """At the end of the run (also when it fails)."""
-
-
-def model_genotype(model: nn.Module) -> Genotype:
-    """The genotype of a built model: ``search_spaces.build_model`` sets ``model.genotype`` and the
-    growth operators keep it current (``nn.Module`` attributes are untyped, hence this accessor)."""
-    return cast("Genotype", model.genotype)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -352,7 +348,7 @@ class Trainer:
 
         test_acc = self.accuracy(self.data.test_x, self.data.test_y)
         val_acc = self.state.last_val_acc
-        genotype = model_genotype(self.model)
+        genotype = genotype_of(self.model)
         cost = self.cost
         self.store.write_json("genotype.json", genotype_to_dict(genotype))
         self.store.save_torch("weights.pt", {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
@@ -380,7 +376,7 @@ class Trainer:
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         state = {
             "format": 1,
-            "genotype": genotype_to_dict(model_genotype(self.model)),
+            "genotype": genotype_to_dict(genotype_of(self.model)),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             # Names of the optimizer's params per group: growth appends params, so on resume the

@@ -29,6 +29,7 @@ from .registry import (
     extract_genotype,
     family_of,
     genotype_from_dict,
+    genotype_of,
     get_genotype,
     list_families,
     list_seeds,
@@ -63,6 +64,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Family", "FamilyError", "Genotype", "GrowthError", "ResNetGenotype", "ResNetStage", "TimmGenotype",
     "UnknownSeedError", "VGGGenotype", "build_model", "create_model", "extract_genotype", "family_of",
-    "genotype_from_dict", "genotype_json", "genotype_to_dict", "get_genotype", "list_families", "list_seeds",
-    "register_family", "register_model", "register_namespace",
+    "genotype_from_dict", "genotype_json", "genotype_of", "genotype_to_dict", "get_genotype", "list_families",
+    "list_seeds", "register_family", "register_model", "register_namespace",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 from .errors import GrowthError
 
@@ -81,6 +81,15 @@ def _lookup(table: dict[type, Family[Any]], obj: object) -> Family[Any] | None:
         if klass in table:
             return table[klass]
     return None
+
+
+def genotype_of(model: nn.Module) -> Genotype:
+    """The genotype of a built model: :func:`build_model` sets ``model.genotype`` and the growth
+    operators keep it current (``nn.Module`` attributes are untyped, hence this accessor)."""
+    genotype = getattr(model, "genotype", None)
+    if genotype is None:
+        raise TypeError(f"{type(model).__name__} was not built from a genotype (search_spaces.build_model)")
+    return cast("Genotype", genotype)
 
 
 def family_of(genotype_or_model: Any) -> Family[Any]:
