@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 from growth.config import TrainConfig
 from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
+from search_spaces import GrowthError
 
 from . import MethodOptions, MethodSpec, configure, parse_method
 
@@ -85,9 +86,11 @@ def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
 def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
               target_macs: float | None = None, display_factory: Callable[[], Any] | None = None,
               log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) every cell; returns the bench record also written to bench.json."""
-    from growth.trainer import Run
+    """Run (or resume) every cell; returns the bench record also written to bench.json.
 
+    A cell that fails is recorded with its one-line error and the bench goes on; running the bench
+    again retries it.
+    """
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
                 "val_size": base.val_size, "methods": [str(s) for s in specs], "seeds": seeds,
@@ -120,43 +123,67 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
     for spec in _order(specs):
         for seed in seeds:
             key = f"{spec}/seed{seed}"
-            directory = cell_dir(out, spec, seed)
-            grown = record["cells"].get(f"{grow_spec}/seed{seed}")
-            target = target_macs or (grown["macs"] if grown and spec.name in SIZE_TARGETED else None)
-            extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes}
-            grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
-            if spec.name == "scratch" and grown_genotype.exists():
-                extra["grown_genotype"] = json.loads(grown_genotype.read_text())
-            options = MethodOptions(target_macs=target, extra=extra)
-            config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
-            identity = run_identity(config, controller, shape, data.num_classes)
-            if (directory / "summary.json").exists():
-                record["cells"][key] = _cell_entry(spec, seed, out, directory, identity)
-                continue
-            twin = next((k for k, c in record["cells"].items() if k != key and c.get("identity") == identity
-                         and not c.get("same_as")), None)
-            if twin is not None:
-                record["cells"][key] = {**record["cells"][twin], "method": str(spec), "same_as": twin}
-                log(f"[bench] {key}: the same run as {twin}, not run again")
-                atomic_write_json(record_path, record)
-                continue
-            resume = directory if (directory / CHECKPOINT).exists() else None
-            log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
-                f"{f'{target / 1e6:.2f}M' if target else 'none'})")
-            run = Run.open(config, None if resume else directory, resume, kind="bench")
-            display = display_factory() if display_factory else None
             try:
-                summary = run.fit(controller, display)
-            finally:
-                if display is not None:
-                    display.close()
-            log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
-                f"train FLOPs {summary['train_flops']:.3g}")
-            record["cells"][key] = _cell_entry(spec, seed, out, directory, identity)
+                entry = _run_cell(spec, seed, grow_spec, base, data, shape, record, out, target_macs,
+                                  display_factory, log)
+            except Exception as err:  # a failing cell (bad settings, out of memory) does not stop the bench
+                entry = {"method": str(spec), "seed": seed, "failed": one_line(err)}
+                log(f"[bench] {key}: failed: {entry['failed']}")
+            record["cells"][key] = entry
             atomic_write_json(record_path, record)
     atomic_write_json(record_path, record)
     write_report(out)
     return record
+
+
+def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig, data: Any,
+              shape: tuple[int, int, int], record: dict, out: Path, target_macs: float | None,
+              display_factory: Callable[[], Any] | None, log: Callable[[str], None]) -> dict:
+    """Run (or resume, or recognise as finished or as another cell's twin) one cell; its bench entry."""
+    from growth.trainer import Run
+
+    key = f"{spec}/seed{seed}"
+    directory = cell_dir(out, spec, seed)
+    grown = record["cells"].get(f"{grow_spec}/seed{seed}", {})
+    target = target_macs or (grown.get("macs") if spec.name in SIZE_TARGETED else None)
+    extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes}
+    grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
+    if spec.name == "scratch" and grown_genotype.exists():
+        extra["grown_genotype"] = json.loads(grown_genotype.read_text())
+    options = MethodOptions(target_macs=target, extra=extra)
+    config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
+    identity = run_identity(config, controller, shape, data.num_classes)
+    if (directory / "summary.json").exists():
+        return _cell_entry(spec, seed, out, directory, identity)
+    twin = next((k for k, c in record["cells"].items() if k != key and c.get("identity") == identity
+                 and not c.get("same_as")), None)
+    if twin is not None:
+        log(f"[bench] {key}: the same run as {twin}, not run again")
+        return {**record["cells"][twin], "method": str(spec), "seed": seed, "same_as": twin}
+    resume = directory if (directory / CHECKPOINT).exists() else None
+    log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
+        f"{f'{target / 1e6:.2f}M' if target else 'none'})")
+    run = Run.open(config, None if resume else directory, resume, kind="bench")
+    display = display_factory() if display_factory else None
+    try:
+        summary = run.fit(controller, display)
+    finally:
+        if display is not None:
+            display.close()
+    log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
+        f"train FLOPs {summary['train_flops']:.3g}")
+    return _cell_entry(spec, seed, out, directory, identity)
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: the message's first line, with the type where it is not one of ours."""
+    message = (str(err).strip().splitlines() or [""])[0][:300]
+    return message if isinstance(err, GrowthError) and message else f"{type(err).__name__}: {message}"
+
+
+def finished(cells: Any) -> list[dict]:
+    """The cells that ran to the end (not those recorded as failed)."""
+    return [c for c in cells if "failed" not in c]
 
 
 def _cell_entry(spec: MethodSpec | str, seed: int, root: Path, directory: Path, identity: str | None) -> dict:
@@ -216,7 +243,7 @@ def interpolate(points: list[tuple[float, float]], macs: float) -> float | None:
 
 def frontier_gaps(record: dict, cells: list[dict]) -> list[float]:
     """Per cell: test accuracy minus the frontier of the same seed value (or of all seeds) at its MACs."""
-    everything = list(record["cells"].values())
+    everything = finished(record["cells"].values())
     gaps = []
     for c in cells:
         same_seed = frontier_points([o for o in everything if o["seed"] == c["seed"]])
@@ -231,7 +258,7 @@ def frontier_gaps(record: dict, cells: list[dict]) -> list[float]:
 def summarise(record: dict) -> list[dict]:
     """One row per method: means (± std over seeds) of the cells' summaries, and the frontier gap."""
     rows: dict[str, list[dict]] = {}
-    for cell in record["cells"].values():
+    for cell in finished(record["cells"].values()):
         rows.setdefault(cell["method"], []).append(cell)
     table = []
     for method in record["settings"]["methods"]:
@@ -283,7 +310,16 @@ def markdown(record: dict) -> str:
         lines.append(f"| {name} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
                      f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
                      f"{format_gap(r)} | {r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
+    failures = failed_cells(record)
+    if failures:
+        lines += ["", "Failed cells (run the bench again to retry them):", ""]
+        lines += [f"- {key}: {message}" for key, message in failures]
     return "\n".join(lines) + "\n"
+
+
+def failed_cells(record: dict) -> list[tuple[str, str]]:
+    """(cell, one-line error) of every cell recorded as failed."""
+    return [(key, c["failed"]) for key, c in record["cells"].items() if "failed" in c]
 
 
 def same_as_note(row: dict) -> str:
@@ -345,7 +381,7 @@ def write_report(out: Path) -> dict:
     record = store.read_json("bench.json")
     # Refresh from the cells' own summaries, the ground truth.
     for key, cell in list(record["cells"].items()):
-        if (out / cell["dir"] / "summary.json").exists():
+        if "dir" in cell and (out / cell["dir"] / "summary.json").exists():
             fresh = _cell_entry(cell["method"], cell["seed"], out, out / cell["dir"], cell.get("identity"))
             record["cells"][key] = {**fresh, **({"same_as": cell["same_as"]} if cell.get("same_as") else {})}
     atomic_write_bytes(out / "bench.md", markdown(record).encode())
@@ -367,7 +403,10 @@ def print_table(record: dict) -> None:
                       f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e6:.2f}M",
                       f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%", format_gap(r),
                       f"{r['train_flops']:.3g}", f"{r['train_time_s']:.0f} s")
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    for key, message in failed_cells(record):
+        console.print(f"[red]failed[/red] {key}: {message}", markup=True, highlight=False)
 
 
 def default_bench_dir() -> Path:

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
 from growth.cli import Command, UsageError, budget_arg, positive_int
 
@@ -58,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from growth.config import TrainConfig
     from growth.display import make_display
 
-    from .bench import default_bench_dir, print_table, run_bench
+    from .bench import default_bench_dir, failed_cells, print_table, run_bench
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -86,6 +87,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        target_macs=args.target_macs,
                        display_factory=None if args.quiet else (lambda: make_display(False)))
     print_table(record)
+    failures = failed_cells(record)
+    if failures:
+        print(f"grow bench: {len(failures)} cell(s) failed (listed above and in bench.md); run the same "
+              "command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -169,3 +169,19 @@ def test_a_growth_run_that_plans_no_growth_is_the_same_run_whatever_the_allocati
         summary = json.loads((out / "summary.json").read_text())
         summaries.append({k: summary[k] for k in ("test_acc", "val_acc", "train_flops", "widths", "macs")})
     assert summaries[0] == summaries[1] == summaries[2]
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_recorded_and_the_bench_goes_on(tmp_path):
+    out = tmp_path / "bench"
+    res = run_grow("bench", "--budget", "3e10", "--methods", "scs:vgg16-thin,fixed:resnet8-thin", "--seeds", "0",
+                   "--data", "sample", "--subset", "300", "--out", str(out), "--quiet")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "1 cell(s) failed" in res.stderr
+    cells = json.loads((out / "bench.json").read_text())["cells"]
+    assert "vgg16-thin" in cells["scs:vgg16-thin/seed0"]["failed"]
+    assert "\n" not in cells["scs:vgg16-thin/seed0"]["failed"]
+    assert cells["fixed:resnet8-thin/seed0"]["test_acc"] > 0  # the next cell still ran
+    assert "- scs:vgg16-thin/seed0: " in (out / "bench.md").read_text()
+    report = run_grow("report", str(out), timeout=120)
+    assert report.returncode == 0 and "failed scs:vgg16-thin/seed0" in report.stdout
