@@ -95,6 +95,7 @@ from search_spaces import (
 )
 
 from . import MethodOptions, register_method
+from .pruning import eval_every_dividing
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
@@ -168,11 +169,10 @@ def scs(base: TrainConfig, arg: str | None, options: MethodOptions) -> tuple[Tra
     if target is None:
         target = measure_cost(_seed_depth_genotype(space, settings.seed_blocks), shape).macs
     # The extraction happens at an evaluation: make the evaluations fall on the end of the search.
-    evals = max(1, round(settings.search_frac / base.eval_every_frac))
     config = dataclasses.replace(
         base, seed=name if settings.space is None else base.seed, genotype=genotype_to_dict(space),
         optimizer="sgd", decay_start_frac=settings.search_frac,
-        eval_every_frac=settings.search_frac / evals)
+        eval_every_frac=eval_every_dividing(settings.search_frac, base.eval_every_frac))
     return config, SCSController(space, settings, float(target))
 
 
