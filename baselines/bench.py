@@ -140,7 +140,7 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
               shape: tuple[int, int, int], record: dict, out: Path, target_macs: float | None,
               display_factory: Callable[[], Any] | None, log: Callable[[str], None]) -> dict:
     """Run (or resume, or recognise as finished or as another cell's twin) one cell; its bench entry."""
-    from growth.trainer import Run
+    from growth.run import Run
 
     key = f"{spec}/seed{seed}"
     directory = cell_dir(out, spec, seed)

@@ -7,8 +7,9 @@ Public API (imported lazily, so that ``grow --help`` does not pay for torch)::
     growth.widen, growth.deepen, growth.prune          operators       (growth/operators.py)
     growth.TrainConfig, growth.GrowConfig              configuration   (growth/config.py)
     growth.parse_budget, growth.measure_cost           compute         (growth/compute.py)
-    growth.load_dataset                                 data            (growth/data.py)
-    growth.Run, growth.Controller, growth.train        runs, the loop's extension point (growth/trainer.py)
+    growth.load_dataset                                 data            (growth/data/)
+    growth.Run, growth.train                           how every run starts (growth/run.py)
+    growth.Controller                                  the loop's extension point (growth/trainer.py)
     growth.grow, growth.GrowthController               the growth rule (growth/controller.py)
     growth.GrowthError                                 root of every error raised on purpose (ConfigError,
                                                        DataError, RunError, UnknownSeedError, UsageError);
@@ -35,7 +36,7 @@ _EXPORTS = {
     "TrainConfig": "config", "GrowConfig": "config",
     "parse_budget": "compute", "measure_cost": "compute", "Ledger": "compute",
     "load_dataset": "data",
-    "Run": "trainer", "Controller": "trainer", "train": "trainer",
+    "Run": "run", "Controller": "trainer", "train": "run",
     "grow": "controller", "GrowthController": "controller",
 }
 

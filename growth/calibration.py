@@ -47,7 +47,7 @@ def penalised_convs(trainer: Trainer) -> dict[str, torch.Tensor]:
 def discounted_lr_sum(trainer: Trainer, horizon_frac: float) -> float:
     """D: the learning rates of the steps in the first ``horizon_frac`` of the budget, summed and
     discounted by the coupling's decay (at the seed's cost per step)."""
-    from .trainer import lr_at
+    from .schedule import lr_at
 
     cfg = trainer.config
     batch = min(cfg.batch_size, len(trainer.data.train_y))

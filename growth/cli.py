@@ -277,7 +277,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     _check_run_args(args)  # before the imports below (torch): a usage error answers at once
     from .config import TrainConfig
-    from .trainer import Run
+    from .run import Run
 
     genotype = _read_genotype(args.genotype) if args.genotype else None
     run = Run.open(_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train")
@@ -302,7 +302,7 @@ def cmd_grow(args: argparse.Namespace) -> int:
     _check_run_args(args)  # usage errors first, before the imports below (torch) take their time
     from .config import GrowConfig
     from .controller import GrowthController
-    from .trainer import Run
+    from .run import Run
 
     run = Run.open(_config(args, GrowConfig), args.out, args.resume, kind="grow")
     config = run.config

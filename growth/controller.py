@@ -32,7 +32,7 @@ of *where* from growth itself); ``allocation="none"`` never grows (DessiLBI on t
 **New units.** A widening is function-preserving (growth.operators: new filters' outgoing weights
 are 0). Their incoming weights are rescaled to the median norm of the layer's existing filters, so
 that under BatchNorm's scale invariance they learn at the layer's effective rate and can enter
-supp Γ on the same time scale. BatchNorm and biases are not decayed (growth.trainer.make_optimizer).
+supp Γ on the same time scale. BatchNorm and biases are not decayed (growth.optim.make_optimizer).
 
 **Safety.** A check refuses to grow when any weight or DessiLBI state is not finite.
 
@@ -62,7 +62,8 @@ from .config import GrowConfig
 from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
-from .trainer import Controller, Display, Run, Trainer
+from .run import Run
+from .trainer import Controller, Display, Trainer
 
 if TYPE_CHECKING:
     from search_spaces import Genotype

@@ -10,20 +10,20 @@ with padding, horizontal flip) and normalised there. Every random stream (init, 
 augmentation, growth) is seeded and checkpointed, so a resumed run ends identical to an
 uninterrupted one.
 
+The run's set-up (directory, data, seed model, resume) is :mod:`growth.run`; the schedule is
+:mod:`growth.schedule`, the optimizer :mod:`growth.optim`.
+
 Example:
+    >>> from growth.run import train
     >>> cfg = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=2e11, subset=512)
     >>> summary = train(cfg, out="/tmp/doc-run", display=None)    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import math
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,59 +33,10 @@ from search_spaces import genotype_of
 
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
-from .data import Dataset, augment, load_dataset, normalize
+from .data import Dataset, augment, normalize
+from .optim import make_optimizer
 from .runstore import CHECKPOINT, RunError, RunStore
-
-if TYPE_CHECKING:
-    pass
-
-
-def lr_at(config: TrainConfig, fraction: float) -> float:
-    """Learning rate after ``fraction`` of the budget: warm-up, then decay to 0 at 1.0."""
-    if fraction < config.warmup_frac:
-        return config.lr * min(1.0, (fraction + 1e-3) / config.warmup_frac)  # never past the peak
-    if config.schedule == "constant":
-        return config.lr
-    start = max(config.warmup_frac, config.decay_start_frac)
-    progress = (fraction - start) / max(1e-12, 1 - start)
-    progress = min(1.0, max(0.0, progress))
-    if config.schedule == "linear":
-        return config.lr * (1 - progress)
-    return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def next_batch_size(batch_size: int, affordable: int, available: int | None = None) -> int:
-    """Size of the next batch when ``affordable`` more samples fit in the budget (< 2: stop).
-
-    A batch never exceeds the ``available`` training images (what is charged is what is trained).
-    A lone last sample cannot make a batch of its own (BatchNorm), so when exactly one would be left
-    over it joins this batch (or this batch leaves two for the last one): the ledger still ends
-    within one sample's cost of the budget.
-    """
-    batch = min(batch_size if available is None else min(batch_size, available), affordable)
-    if affordable - batch == 1:
-        if available is None or batch < available:
-            batch += 1
-        elif batch > 2:
-            batch -= 1
-    return batch
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA, else MPS, else CPU) or a torch device name; ``ConfigError`` if unusable."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but no CUDA device is available")
-    return device
+from .schedule import lr_at, next_batch_size
 
 
 class Controller:
@@ -144,33 +95,6 @@ class Display(Protocol):
     def close(self) -> None:
         """At the end of the run (also when it fails)."""
 
-
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The run's optimizer: DessiLBI (``config.optimizer == "dessilbi"``) or SGD, no weight decay on
-    BatchNorm and biases."""
-    if config.optimizer == "dessilbi":
-        from .dessilbi import DessiLBI, dessilbi_param_groups
-
-        # lam="auto" (growth runs): a placeholder until the controller calibrates it before step 1.
-        lam = 1.0 if config.lam == "auto" else float(config.lam)
-        groups: list[dict[str, Any]] = []
-        for group in dessilbi_param_groups(model):
-            if group["penalty"] is not None:
-                groups.append(group)
-                continue
-            # As for SGD below: no weight decay on BatchNorm and biases.
-            decay = [p for p in group["params"] if p.dim() > 1]
-            no_decay = [p for p in group["params"] if p.dim() <= 1]
-            groups += [g for g in ({"params": decay, "penalty": None},
-                                   {"params": no_decay, "penalty": None, "weight_decay": 0.0}) if g["params"]]
-        return DessiLBI(groups, lr=config.lr, kappa=config.kappa, nu=config.nu, lam=lam,
-                        momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
-    # No weight decay on BatchNorm and biases, as usual for CIFAR ResNets.
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    sgd_groups: list[dict[str, Any]] = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(sgd_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                           weight_decay=config.weight_decay)
 
 
 @dataclass
@@ -427,121 +351,3 @@ class Trainer:
         step = self.state.step
         self.store.rewind_jsonl("metrics.jsonl", lambda r: r.get("step", 0) <= step)
         self.store.rewind_jsonl("growth.jsonl", lambda r: r.get("step", 0) <= step)
-
-
-# ---------------------------------------------------------------------------------------------------
-
-
-def run_metadata() -> dict[str, Any]:
-    """Package versions and git commit, recorded in config.json."""
-    import importlib.metadata as md
-    import platform
-    import subprocess
-
-    versions: dict[str, str] = {}
-    for pkg in ("torch", "torchvision", "timm", "optuna", "networkx", "rich", "growth-automl"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"versions": versions, "git_commit": commit, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
-
-
-def default_run_dir(seed: str) -> Path:
-    """``runs/<date>-<time>-<seed>``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
-
-
-def _check_inputs(config: TrainConfig, data: Dataset) -> None:
-    """Raise ConfigError / UnknownSeedError for a seed or genotype that does not fit ``data``."""
-    from search_spaces import genotype_from_dict, get_genotype
-
-    get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
-    if config.genotype is not None:
-        genotype = genotype_from_dict(config.genotype)
-        if (genotype.in_chans, genotype.num_classes) != (data.in_chans, data.num_classes):
-            raise ConfigError(f"the genotype takes {genotype.in_chans}-channel images and {genotype.num_classes} "
-                              f"classes; {config.data} has {data.in_chans} and {data.num_classes}")
-
-
-@dataclass
-class Run:
-    """One run: its config, its directory, its data, and whether it continues from a checkpoint.
-
-    The one way every command starts (``grow``, ``grow train``, each ``grow bench`` cell)::
-
-        run = Run.open(config, out="runs/x")            # or Run.open(config, resume="runs/x")
-        summary = run.fit(controller=None, display=None)
-    """
-
-    config: TrainConfig
-    store: RunStore
-    data: Dataset
-    resuming: bool
-
-    @classmethod
-    def open(cls, config: TrainConfig, out: str | os.PathLike[str] | None = None,
-             resume: str | os.PathLike[str] | None = None, kind: str = "train") -> Run:
-        """Validate and create the run directory (or reopen ``resume``, whose saved config wins).
-
-        Every input is checked before anything is written: a bad input leaves nothing behind.
-        """
-        from search_spaces import get_genotype
-
-        if resume is not None:
-            store = RunStore.open(resume)
-            saved = store.read_json("config.json")
-            if saved.get("kind", "train") != kind:
-                raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
-            config = type(config).from_dict(saved["config"])
-            return cls(config, store, _load_data(config), True)
-        config.validate()
-        resolve_device(config.device)
-        get_genotype(config.seed)  # an unknown seed is reported before the data are read
-        data = _load_data(config)
-        _check_inputs(config, data)
-        if config.seed_value is None:
-            config.seed_value = random.SystemRandom().randrange(2**31)
-        store = RunStore.create(out or default_run_dir(config.seed),
-                                {"kind": kind, "config": config.to_dict(), **run_metadata()})
-        return cls(config, store, data, False)
-
-    def trainer(self, controller: Controller | None = None, display: Display | None = None) -> Trainer:
-        """The seed model (or the genotype) on its device; on resume, the checkpoint restored."""
-        from search_spaces import build_model, create_model, genotype_from_dict
-
-        config, data = self.config, self.data
-        device = resolve_device(config.device)
-        torch.manual_seed(config.seed_value)
-        if config.genotype is not None:
-            model = build_model(genotype_from_dict(config.genotype))
-        else:
-            model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
-        trainer = Trainer(config, data, model, self.store, device, controller=controller, display=display)
-        if self.resuming:
-            trainer.load_checkpoint()
-        else:
-            trainer.save_checkpoint()  # a run is resumable from its first moment
-        return trainer
-
-    def fit(self, controller: Controller | None = None, display: Display | None = None) -> dict[str, Any]:
-        """Train to the budget; returns the summary (also written to summary.json)."""
-        return self.trainer(controller, display).fit()
-
-
-def _load_data(config: TrainConfig) -> Dataset:
-    # One validation split per dataset (split_seed 0), whatever the run's seed.
-    return load_dataset(config.data, val_size=config.val_size, subset=config.subset, split_seed=0)
-
-
-def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
-          display: Display | None = None) -> dict[str, Any]:
-    """Train a fixed architecture to the budget; returns the summary (also in summary.json)."""
-    return Run.open(config, out, resume, kind="train").fit(display=display)

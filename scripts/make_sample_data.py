@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from growth.data import _FASHION_CLASSES, _read_idx
+from growth.data.idx import _read_idx
+from growth.data.torchvision_sets import _FASHION_CLASSES
 
 _DEFAULT_OUT = Path(__file__).resolve().parents[1] / "growth" / "sample_data"
 _SEED = 0

@@ -61,7 +61,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    import growth.data as gd
+    import growth.data.torchvision_sets as tv
 
-    monkeypatch.setattr(gd, "_download", lambda name, root: refuse())
+    monkeypatch.setattr(tv, "_download", lambda name, root: refuse())
     monkeypatch.delenv("GROWTH_OFFLINE", raising=False)

@@ -19,7 +19,7 @@ from growth.compute import measure_cost
 from growth.config import TrainConfig
 from growth.graph import channel_groups, find_group, groups_of_genotype
 from growth.operators import resized_genotype
-from growth.trainer import Run
+from growth.run import Run
 from search_spaces import ResNetGenotype, build_model
 
 SHAPE = (1, 28, 28)  # the shipped sample data

@@ -13,7 +13,7 @@ from baselines import MethodOptions, configure, parse_method
 from baselines.scs import SCSController
 from growth.compute import measure_cost
 from growth.config import ConfigError, TrainConfig
-from growth.trainer import Run
+from growth.run import Run
 from search_spaces import (
     ResNetGenotype,
     ResNetStage,

@@ -21,8 +21,8 @@ from growth.controller import (
 )
 from growth.graph import groups_of_genotype
 from growth.operators import resized_genotype
+from growth.run import Run
 from growth.runstore import RunStore
-from growth.trainer import Run
 from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
 
 

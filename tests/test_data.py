@@ -1,4 +1,4 @@
-"""Tests for growth.data: sample set, ImageFolder + cache, torchvision sets offline, augment."""
+"""Tests for the growth.data package: sample set, ImageFolder + cache, torchvision sets offline, augment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-import growth.data as gd
+import growth.data.augmentation as augmentation
+import growth.data.imagefolder as imagefolder
+import growth.data.torchvision_sets as tv
 from growth.data import DataError, Dataset, augment, load_dataset, normalize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,19 +153,19 @@ def test_augment_flip_only_mixes_original_and_mirror() -> None:
 def test_crop_flip_mechanism_on_hand_made_batch() -> None:
     x = torch.arange(2 * 1 * 3 * 4, dtype=torch.uint8).view(2, 1, 3, 4)
     zeros = torch.zeros(2, dtype=torch.long)
-    forced = gd._crop_flip(x, zeros, zeros, torch.tensor([True, True]), pad=0)
+    forced = augmentation._crop_flip(x, zeros, zeros, torch.tensor([True, True]), pad=0)
     assert torch.equal(forced, torch.flip(x, dims=[3]))
-    mixed = gd._crop_flip(x, zeros, zeros, torch.tensor([False, True]), pad=0)
+    mixed = augmentation._crop_flip(x, zeros, zeros, torch.tensor([False, True]), pad=0)
     assert torch.equal(mixed[0], x[0]) and torch.equal(mixed[1], torch.flip(x[1], dims=[2]))
     # offsets (0, 0) with pad=1 shift the image down-right, zero-filling the top/left
-    crop = gd._crop_flip(x, zeros, zeros, torch.tensor([False, False]), pad=1)
+    crop = augmentation._crop_flip(x, zeros, zeros, torch.tensor([False, False]), pad=1)
     expected = torch.zeros_like(x)
     expected[:, :, 1:, 1:] = x[:, :, :-1, :-1]
     assert torch.equal(crop, expected)
     # centre offset (pad, pad) is the identity; crop then flip at an offset
     ones = torch.ones(2, dtype=torch.long)
-    assert torch.equal(gd._crop_flip(x, ones, ones, torch.tensor([False, False]), pad=1), x)
-    both = gd._crop_flip(x, ones * 2, zeros, torch.tensor([True, True]), pad=1)
+    assert torch.equal(augmentation._crop_flip(x, ones, ones, torch.tensor([False, False]), pad=1), x)
+    both = augmentation._crop_flip(x, ones * 2, zeros, torch.tensor([True, True]), pad=1)
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
     assert torch.equal(both, torch.flip(padded[:, :, 2:5, 0:4], dims=[3]))
 
@@ -241,7 +243,7 @@ def test_imagefolder_cache_hit_and_invalidation(tmp_path: Path, monkeypatch: pyt
     def no_decode(paths: list[Path], workers: int | None = None) -> torch.Tensor:
         raise AssertionError("decoder called although the cache is valid")
 
-    monkeypatch.setattr(gd, "_decode_files", no_decode)
+    monkeypatch.setattr(imagefolder, "_decode_files", no_decode)
     second = load_dataset(str(root), cache_dir=cache)
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
     assert first.classes == second.classes
@@ -361,7 +363,7 @@ def test_torchvision_growth_offline_env(tmp_path: Path, monkeypatch: pytest.Monk
     def fail(name: str, root: Path) -> None:
         raise AssertionError("download attempted although GROWTH_OFFLINE=1")
 
-    monkeypatch.setattr(gd, "_download", fail)
+    monkeypatch.setattr(tv, "_download", fail)
     monkeypatch.setenv("GROWTH_OFFLINE", "1")
     monkeypatch.setenv("GROWTH_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError) as e:
@@ -371,8 +373,8 @@ def test_torchvision_growth_offline_env(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.slow
 def test_fashion_mnist_offline(tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not gd._has_debian_fashion_mnist():
-        monkeypatch.setattr(gd, "_DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    if not tv._has_debian_fashion_mnist():
+        monkeypatch.setattr(tv, "_DEBIAN_FASHION_MNIST", tmp_path / "absent")
         with pytest.raises(DataError) as e:
             load_dataset("fashion-mnist", cache_dir=tmp_path)
         assert str(tmp_path / "fashion-mnist") in one_line_error(e)
