@@ -21,9 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -157,6 +158,8 @@ class Trainer:
             if batch < 2:
                 break  # the budget is spent (to within one sample's cost)
             loss, correct = self.train_step(batch)
+            if not math.isfinite(loss):
+                self._diverged(f"the loss is {loss}")
             self.state.step += 1
             now = time.monotonic()
             self.state.train_time_s += now - tick
@@ -292,9 +295,18 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------
 
+    def _diverged(self, what: str) -> NoReturn:
+        raise RunError(f"training diverged at step {self.state.step} ({what}; learning rate too high?): stopped, "
+                       f"the last good checkpoint in {self.store.path} is kept")
+
     def save_checkpoint(self) -> None:
-        """Everything needed to resume (see :mod:`growth.runstore`), written atomically."""
+        """Everything needed to resume (see :mod:`growth.runstore`), written atomically; never a
+        diverged state (one device sync per checkpoint checks that every weight and statistic is finite)."""
         from search_spaces import genotype_to_dict
+
+        state = [t.detach() for t in self.model.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([t.isfinite().all() for t in state]).all()):
+            self._diverged("a weight or BatchNorm statistic is not finite")
 
         names = {p: n for n, p in self.model.named_parameters()}
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None

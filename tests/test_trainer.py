@@ -282,3 +282,17 @@ def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     _assert_same_run(a, b)
     assert (a / "growth.jsonl").read_text() == (b / "growth.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_one_line_and_keeps_only_finite_checkpoints(tmp_path: Path) -> None:
+    out = tmp_path / "diverged"
+    result = run_grow("train", "--seed", "resnet8-thin", "--budget", "2e10", "--data", "sample", "--subset", "300",
+                      "--lr", "1e4", "--seed-value", "0", "--quiet", "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "diverged" in lines[0] and "Traceback" not in result.stderr
+    assert not (out / "summary.json").exists()
+    if (out / "checkpoint.pt").exists():
+        state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
