@@ -20,11 +20,12 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/grow --seed resnet20-thin --budget $(BUDGET) --data sample --seed-value 0 \
 		$(if $(TARGET_MACS),--target-macs $(TARGET_MACS))
 
-# Everything CI runs: lint, types, the whole suite (about 15 minutes on 2 cores).
+# Everything CI runs: lint, types, the whole suite. One process per core, each test file on one of
+# them (module fixtures run once), one thread each: most tests train in a subprocess of their own.
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 # The quick lane while editing (under a minute): unit tests and doctests, no end-to-end runs.
 test-fast: $(VENV)/.installed
