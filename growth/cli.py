@@ -382,8 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GrowthError as err:  # bad input, also when raised deep inside: one line, exit code 2
         print(f"grow: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("grow: interrupted; continue with --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a run that stopped on a signal says where it checkpointed
+        print(f"grow: interrupted: {err or 'continue a run with --resume RUN_DIR'}", file=sys.stderr)
         return 130
 
 

@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -97,6 +99,34 @@ class Display(Protocol):
         """At the end of the run (also when it fails)."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run stopped on SIGINT/SIGTERM after checkpointing; ``--resume`` continues it exactly."""
+
+
+class StopRequest:
+    """While training, SIGINT and SIGTERM ask the loop to finish its step, checkpoint and stop
+    (:class:`RunInterrupted`); a second signal stops at once (the last checkpoint still resumes).
+    Handlers are installed only in the main thread, and the previous ones are restored on exit."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt  # the second signal: stop now
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
 
 @dataclass
 class LoopState:
@@ -149,8 +179,17 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
-        config, ledger = self.config, self.ledger
         self.controller.attach(self)
+        with StopRequest() as stop:
+            self._loop(stop)
+        if self.state.last_eval_step != self.state.step:
+            self.evaluate_and_log()
+        self.save_checkpoint()
+        return self.finish()
+
+    def _loop(self, stop: StopRequest) -> None:
+        """Steps until the budget is spent (or a stop is requested)."""
+        config, ledger = self.config, self.ledger
         tick = time.monotonic()
         while True:
             batch = next_batch_size(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample),
@@ -173,11 +212,11 @@ class Trainer:
                 self.save_checkpoint()
             elif now - self._last_checkpoint > config.checkpoint_every_s:
                 self.save_checkpoint()
+            if stop.signal_name is not None:
+                self.save_checkpoint()
+                raise RunInterrupted(f"stopped by {stop.signal_name} at step {self.state.step}; checkpoint saved: "
+                                     f"continue with --resume {self.store.path}")
             tick = time.monotonic()  # evaluation and checkpoints are not training time
-        if self.state.last_eval_step != self.state.step:
-            self.evaluate_and_log()
-        self.save_checkpoint()
-        return self.finish()
 
     def train_step(self, batch: int) -> tuple[float, int]:
         """One optimizer step on the next ``batch`` images of the epoch; (loss, correct predictions)."""
@@ -304,8 +343,8 @@ class Trainer:
         diverged state (one device sync per checkpoint checks that every weight and statistic is finite)."""
         from search_spaces import genotype_to_dict
 
-        state = [t.detach() for t in self.model.state_dict().values() if t.is_floating_point()]
-        if not bool(torch.stack([t.isfinite().all() for t in state]).all()):
+        tensors = [t.detach() for t in self.model.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
             self._diverged("a weight or BatchNorm statistic is not finite")
 
         names = {p: n for n, p in self.model.named_parameters()}

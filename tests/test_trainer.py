@@ -296,3 +296,23 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_only_finite_checkpoints(t
     if (out / "checkpoint.pt").exists():
         state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_stops_cleanly_and_resumes_identically(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "B"
+    proc = start_grow(*RESUME_ARGS, "--out", str(out))
+    deadline = time.monotonic() + 240
+    while _metric_lines(out) < 2:
+        assert proc.poll() is None, f"run ended before it could be stopped: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "run too slow to reach 2 evaluations"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and f"--resume {out}" in lines[0], stderr
+    assert not (out / "summary.json").exists(), "stopped too late: the run had already finished"
+    result = run_grow("train", "--resume", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    _assert_same_run(full_run, out)
