@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 import torch
 
-from search_spaces import genotype_of
+from search_spaces import family_of, genotype_of
 
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
@@ -252,9 +252,10 @@ class GrowthController(Controller):
         genotype = genotype_of(trainer.model)
         plan: list[Action] = []
         if cfg.deepen:
+            family = family_of(genotype)
             for group in chosen:
-                stage = group.key[1]
-                if group.kind != "stage" or stage_depth(genotype, stage) >= cfg.max_blocks:
+                stage = family.deepens(group.key)
+                if stage is None or stage_depth(genotype, stage) >= cfg.max_blocks:
                     continue
                 candidate = deepened_genotype(genotype, stage)
                 if measure_cost(candidate, trainer.input_shape).macs <= goal:
@@ -299,7 +300,7 @@ class GrowthController(Controller):
             else:
                 stage = step[1]
                 self._deepen(trainer, stage)
-                detail = {"stage": stage + 1, "new_block": len(_stage_blocks(model, stage))}
+                detail = {"stage": stage + 1, "new_block": stage_depth(genotype_of(model), stage)}
             self.events += 1
             cost = trainer.cost
             trainer.log_event(step[0], **detail, output_change=trainer.output_change(probe, before),
@@ -312,14 +313,15 @@ class GrowthController(Controller):
         """Append a block; its convs get their own param groups with the λ of the block before."""
         model, opt = trainer.model, trainer.optimizer
         deepen(model, stage, opt)
-        index = len(_stage_blocks(model, stage)) - 1
+        family = family_of(model)
+        index = stage_depth(genotype_of(model), stage) - 1
+        block, before = family.block_name(stage, index) + ".", family.block_name(stage, index - 1) + "."
         convs = penalised_convs(trainer)
         assert self.lam is not None
         for name in convs:
-            if name not in self.lam:  # stages.s.<index>.convN inherits stages.s.<index-1>.convN
-                prev = name.replace(f"stages.{stage}.{index}.", f"stages.{stage}.{index - 1}.")
-                self.lam[name] = self.lam[prev]
-        new = {name: p for name, p in convs.items() if name.startswith(f"stages.{stage}.{index}.")}
+            if name not in self.lam:  # the new block's convs inherit the λ of the block before's
+                self.lam[name] = self.lam[before + name[len(block):]]
+        new = {name: p for name, p in convs.items() if name.startswith(block)}
         shared = next(g for g in opt.param_groups if any(p is q for q in g["params"] for p in new.values()))
         shared["params"] = [q for q in shared["params"] if all(q is not p for p in new.values())]
         for name, p in new.items():
@@ -370,10 +372,3 @@ def _weight(module: torch.nn.Module) -> torch.Tensor:
     weight = module.weight
     assert isinstance(weight, torch.Tensor), f"{type(module).__name__} has no weight tensor"
     return weight
-
-
-def _stage_blocks(model: torch.nn.Module, stage: int) -> torch.nn.Sequential:
-    """Stage ``stage`` of a ResNet or VGG: the ``nn.Sequential`` of its blocks (``model.stages[stage]``)."""
-    blocks = model.get_submodule(f"stages.{stage}")
-    assert isinstance(blocks, torch.nn.Sequential)
-    return blocks

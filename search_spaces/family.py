@@ -137,6 +137,11 @@ class Family(ABC, Generic[G]):
         """A copy of ``genotype`` with one block appended to ``stage``, as wide as the stage's last."""
         raise self._cannot("deepen")
 
+    def deepens(self, key: GroupKey) -> int | None:
+        """The stage a growing channel group may deepen (growth with ``deepen``), or None: that
+        group grows in width only (the default)."""
+        return None
+
     def block_name(self, stage: int, block: int) -> str:
         """The module name of block ``block`` of ``stage`` in a built model; blocks of a stage are
         the items of one ``nn.Sequential`` (the name's parent), so they can be appended or deleted."""

@@ -316,6 +316,9 @@ class ResNetFamily(Family[ResNetGenotype]):
         g.stages[stage].inner.append(g.stages[stage].inner[-1])  # inherits the latest inner width
         return g
 
+    def deepens(self, key: GroupKey) -> int | None:
+        return key[1] if key[0] == "stage" else None  # a stage's residual stream, not a block's inner conv
+
     def block_name(self, stage: int, block: int) -> str:
         return f"stages.{stage}.{block}"
 

@@ -204,3 +204,17 @@ def test_growth_run_resumes_after_sigkill_identically(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     ref_events = (reference / "growth.jsonl").read_text()
     assert ref_events == (killed / "growth.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_growth_with_deepen_adds_identity_blocks_whose_convs_inherit_lam(tmp_path):
+    out = tmp_path / "deepen"
+    run_grow("--seed", "resnet8-thin", "--budget", "2e11", "--data", "sample", "--subset", "800", "--seed-value", "0",
+             "--target-macs", "4e6", "--deepen", "--quiet", "--out", str(out), check=True)
+    events = [json.loads(line) for line in (out / "growth.jsonl").read_text().splitlines()]
+    deepened = [e for e in events if e["event"] == "deepen"]
+    assert deepened and all(e["output_change"] <= 1e-5 for e in deepened)
+    lam = json.loads((out / "summary.json").read_text())["lam"]
+    for e in deepened:  # the new block's convs have a λ of their own, inherited from the block before
+        s, b = e["stage"] - 1, e["new_block"] - 1
+        assert f"stages.{s}.{b}.conv1" in lam and f"stages.{s}.{b}.conv2" in lam
