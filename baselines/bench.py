@@ -41,7 +41,7 @@ from growth.config import TrainConfig
 from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
 from search_spaces import GrowthError
 
-from . import MethodOptions, MethodSpec, configure, parse_method
+from .registry import MethodOptions, MethodSpec, configure, parse_method
 
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs")
 SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")

@@ -74,7 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
                        val_size=args.val_size, device=args.device)
     try:
-        from . import expand_methods, parse_method
+        from .registry import expand_methods, parse_method
 
         methods = expand_methods([m for m in args.methods.split(",") if m.strip()], mults)
         if not seeds or not methods:

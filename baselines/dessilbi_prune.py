@@ -52,8 +52,8 @@ from growth.config import ConfigError, TrainConfig
 from growth.dessilbi import as_dessilbi
 from growth.graph import channel_groups
 
-from . import MethodOptions, register_method
 from .pruning import PruneOnceController, group_scores, method_options, prune_to_keep, prune_to_macs, pruning_config
+from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer

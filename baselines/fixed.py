@@ -21,7 +21,7 @@ import dataclasses
 from growth.config import ConfigError, TrainConfig
 from search_spaces import FamilyError, Genotype, family_of, genotype_to_dict, get_genotype
 
-from . import MethodOptions, register_method
+from .registry import MethodOptions, register_method, split_width_arg
 
 
 @register_method("fixed")
@@ -61,18 +61,6 @@ def uniform(base: TrainConfig, seed: str, options: MethodOptions) -> tuple[Train
     genotype = get_genotype(seed, num_classes=options.extra["num_classes"], in_chans=shape[0])
     scaled = match_macs(genotype, options.target_macs, shape)
     return dataclasses.replace(base, seed=seed, optimizer="sgd", genotype=genotype_to_dict(scaled)), None
-
-
-def split_width_arg(arg: str) -> tuple[str, float]:
-    """``"resnet20-thin@1.5"`` -> ``("resnet20-thin", 1.5)``; one line on anything else."""
-    seed, sep, mult = arg.rpartition("@")
-    try:
-        value = float(mult)
-    except ValueError:
-        value = float("nan")
-    if not sep or not seed or not value > 0 or value == float("inf"):
-        raise ConfigError(f"width:<seed>@<multiplier> needs a positive multiplier, got width:{arg}")
-    return seed, value
 
 
 @register_method("width")

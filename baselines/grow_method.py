@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from growth.config import ConfigError, GrowConfig, TrainConfig
 
-from . import MethodOptions, register_method
+from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.controller import GrowthController

@@ -94,8 +94,8 @@ from search_spaces import (
     get_genotype,
 )
 
-from . import MethodOptions, register_method
 from .pruning import eval_every_dividing
+from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer

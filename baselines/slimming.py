@@ -24,8 +24,8 @@ from torch import nn
 from growth.config import TrainConfig
 from search_spaces import genotype_of
 
-from . import MethodOptions, register_method
 from .pruning import PruneOnceController, bn_scale_scores, group_scores, method_options, prune_to_macs, pruning_config
+from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer

@@ -52,8 +52,8 @@ from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import remove_block
 from search_spaces import Genotype, family_of, genotype_of
 
-from . import MethodOptions, register_method
 from .pruning import PruneOnceController, method_options, prune_to_keep, prune_to_macs, pruning_config
+from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
