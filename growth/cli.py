@@ -4,6 +4,9 @@
     grow train --seed resnet20 --budget 1e14 --data DIR       train a fixed architecture
     grow seeds                                                list seeds with params and MACs
     grow graph --seed resnet20-thin                           print the coupled channel groups
+    grow search --seed resnet8-thin --budget-per-trial 3e10 --trials 20 --data sample --out runs/s
+                                                              search the growth settings (Optuna)
+    grow search --show --out runs/s                           its Pareto front (table, pareto.png)
     grow bench --budget 2e13 --methods grow,slimming,... --seeds 0,1 --data DIR
                                                               growth against baselines, equal budget
     grow report DIR                                           rebuild a bench's table and plots
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from .runstore import RunStore
 
 ENTRY_POINT_GROUP = "growth.commands"
-BUILTIN_COMMANDS = ("train", "seeds", "graph")
+BUILTIN_COMMANDS = ("train", "seeds", "graph", "search")
 EXIT_USAGE = 2
 
 
@@ -203,6 +206,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     subs["seeds"].add_argument("--input-size", type=positive_int, default=32)
     graph = subs["graph"] = Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
     graph.add_argument("--seed", required=True)
+    search = subs["search"] = Parser(prog="grow search", description="Search the growth settings with a "
+                                     "multi-objective Optuna study (max validation accuracy, min MACs); each trial "
+                                     "is a growth run in <out>/trials/<number>. --show prints the Pareto front.")
+    _add_search_args(search)
     return grow, Subcommands(subs, plugins)
 
 
@@ -257,7 +264,7 @@ class Subcommands(Mapping[str, argparse.ArgumentParser]):
 
     def handler(self, name: str) -> Callable[[argparse.Namespace], int]:
         """What runs subcommand ``name``."""
-        builtin = {"train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph}
+        builtin = {"train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph, "search": cmd_search}
         return builtin[name] if name in builtin else self.command(name).run
 
 
@@ -322,6 +329,56 @@ def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) 
             display.close()
     _print_summary(summary, store.path)
     return 0
+
+
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``grow search`` (by hand: a search is not one config; see growth/search.py)."""
+    from .search import DEFAULT_STUDY, JOURNAL_NAME
+
+    p.add_argument("--seed", help="seed architecture to grow (see `grow seeds`); required unless --show")
+    p.add_argument("--budget-per-trial", type=budget_arg, metavar="FLOPS",
+                   help="training FLOPs of each trial (e.g. 3e10); required unless --show")
+    p.add_argument("--trials", type=positive_int, metavar="N",
+                   help="trials in the study in total (a rerun adds trials up to N); required unless --show")
+    p.add_argument("--budget", type=budget_arg, metavar="TOTAL",
+                   help="cap on the study's total training FLOPs (no trial starts that would overrun it)")
+    p.add_argument("--storage", metavar="URL", help="an RDB URL (sqlite:///x.db, postgresql://...) or a journal "
+                   f"file path (default <out>/{JOURNAL_NAME})")
+    p.add_argument("--study", metavar="NAME", help=f"study name (default {DEFAULT_STUDY}; with --show, the "
+                   "storage's only study if there is one)")
+    p.add_argument("--data", default="sample", help="sample (shipped), cifar10, cifar100, fashion-mnist, or "
+                   "an ImageFolder directory (default sample)")
+    p.add_argument("--subset", type=positive_int, metavar="N", help="use only this many training images")
+    p.add_argument("--out", metavar="DIR", help="study directory: trials/<number>/, the journal, pareto.png "
+                   "(default runs/<study>)")
+    p.add_argument("--max-macs", type=budget_arg, metavar="M", help="constraint: trials above M inference "
+                   "MACs are infeasible")
+    p.add_argument("--seed-value", type=int, metavar="S", help="random seed of every trial's run and of the "
+                   "sampler (reproducible studies on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default auto)")
+    p.add_argument("--show", action="store_true", help="print the Pareto front and write <out>/pareto.png")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``grow search``: run trials (or ``--show`` the front). Every input is checked before anything is written."""
+    from pathlib import Path
+
+    from .search import DEFAULT_STUDY, base_config, open_storage, search, show
+
+    if args.show:
+        return show(args)
+    missing = [flag for flag, value in (("--seed", args.seed), ("--budget-per-trial", args.budget_per_trial),
+                                        ("--trials", args.trials)) if value is None]
+    if missing:
+        raise UsageError(f"grow search needs {', '.join(missing)} (or --show)")
+    if args.budget is not None and args.budget < args.budget_per_trial:
+        raise UsageError(f"--budget {args.budget:g} is below one trial's budget ({args.budget_per_trial:g}): "
+                         "no trial could start")
+    base = base_config(args)
+    study_name = args.study or DEFAULT_STUDY
+    out = Path(args.out or Path("runs") / study_name)
+    storage = open_storage(args.storage, out, create=True)
+    return search(storage, study_name, base, out, args.trials, args.budget, args.max_macs, args.seed_value)
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
