@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ from search_spaces import GrowthError
 
 from .registry import MethodOptions, MethodSpec, configure, parse_method
 
+# What a run has written before its first checkpoint (growth.runstore): a cell holding only these starts anew.
+RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs")
 SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")
 
@@ -161,6 +164,8 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
         log(f"[bench] {key}: the same run as {twin}, not run again")
         return {**record["cells"][twin], "method": str(spec), "seed": seed, "same_as": twin}
     resume = directory if (directory / CHECKPOINT).exists() else None
+    if resume is None and directory.is_dir() and {p.name for p in directory.iterdir()} <= RUN_START_FILES:
+        shutil.rmtree(directory)  # a cell that stopped before its first checkpoint: nothing to resume, start anew
     log(f"[bench] {key}: {'resuming' if resume else 'starting'} (target MACs: "
         f"{f'{target / 1e6:.2f}M' if target else 'none'})")
     run = Run.open(config, None if resume else directory, resume, kind="bench")

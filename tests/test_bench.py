@@ -185,3 +185,18 @@ def test_a_failing_cell_is_recorded_and_the_bench_goes_on(tmp_path):
     assert "- scs:vgg16-thin/seed0: " in (out / "bench.md").read_text()
     report = run_grow("report", str(out), timeout=120)
     assert report.returncode == 0 and "failed scs:vgg16-thin/seed0" in report.stdout
+
+
+@pytest.mark.slow
+def test_a_cell_that_stopped_before_its_first_checkpoint_starts_again(tmp_path):
+    out = tmp_path / "bench"
+    args = ("bench", "--budget", "3e10", "--methods", "fixed:resnet8-thin", "--seeds", "0", "--data", "sample",
+            "--subset", "300", "--out", str(out), "--quiet")
+    run_grow(*args, check=True)
+    cell = out / "cells" / "fixed-resnet8-thin" / "seed0"
+    for path in cell.iterdir():  # as if killed right after the run directory was created
+        if path.name != "config.json":
+            path.unlink()
+    again = run_grow(*args)
+    assert again.returncode == 0, again.stderr
+    assert "starting" in again.stdout and (cell / "summary.json").exists()
