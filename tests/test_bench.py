@@ -200,3 +200,23 @@ def test_a_cell_that_stopped_before_its_first_checkpoint_starts_again(tmp_path):
     again = run_grow(*args)
     assert again.returncode == 0, again.stderr
     assert "starting" in again.stdout and (cell / "summary.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [("--val-size", "100"), ("--target-macs", "1e6"), ("--subset", "200"),
+                                    ("--budget", "4e10")])
+def test_continuing_a_bench_with_a_setting_that_shapes_its_cells_is_refused(tmp_path, change):
+    from growth.runstore import atomic_write_json
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    settings = {"budget_flops": 3e10, "data": "sample", "subset": 300, "val_size": None, "target_macs": None,
+                "methods": ["fixed:resnet8-thin"], "seeds": [0]}
+    atomic_write_json(out / "bench.json", {"settings": settings, "cells": {}})
+    before = (out / "bench.json").read_bytes()
+    args = {"--budget": "3e10", "--subset": "300", change[0]: change[1]}
+    flat = [x for k, v in args.items() for x in (k, v)]
+    res = run_grow("bench", *flat, "--methods", "fixed:resnet8-thin", "--seeds", "0", "--data", "sample",
+                   "--out", str(out), "--quiet", timeout=120)
+    assert res.returncode == 2 and "choose another --out" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert (out / "bench.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["bench.json"]
