@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from growth.config import ConfigError
+from search_spaces.registry import PendingLoaders
 
 if TYPE_CHECKING:
     from growth.config import TrainConfig
@@ -56,22 +57,16 @@ def register_method(name: str) -> Callable[[_M], _M]:
     return wrap
 
 
-_PENDING_LOADERS: list[Callable[[], None]] = []
+_LOADERS = PendingLoaders()
 
 
 def add_method_loader(load: Callable[[], None]) -> None:
     """Run ``load()`` (which imports method modules, which register themselves) before the next look-up."""
-    _PENDING_LOADERS.append(load)
+    _LOADERS.add(load)
 
 
 def _load_all() -> None:
-    while _PENDING_LOADERS:
-        load = _PENDING_LOADERS.pop(0)
-        try:
-            load()
-        except BaseException:
-            _PENDING_LOADERS.insert(0, load)
-            raise
+    _LOADERS.run()
 
 
 def list_methods() -> list[str]:

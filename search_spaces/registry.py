@@ -41,7 +41,6 @@ _BY_MODULE: dict[type, Family[Any]] = {}                          # built module
 _BY_NAME: dict[str, Family[Any]] = {}                             # genotype's ``family`` field -> family
 F = TypeVar("F", bound="Family[Any]")
 _NAMESPACES: dict[str, Callable[..., Genotype]] = {}             # "timm" -> resolver of "timm:<name>"
-_PENDING_LOADERS: list[Callable[[], None]] = []
 
 
 class UnknownSeedError(GrowthError, KeyError):
@@ -113,19 +112,37 @@ def register_namespace(prefix: str, resolve: Callable[..., Genotype]) -> None:
     _NAMESPACES[prefix] = resolve
 
 
+class PendingLoaders:
+    """Loaders to run once, before a registry's next look-up: each imports modules that register
+    themselves, so that the registry itself imports none of them. A loader that fails stays pending.
+    (Also the method registry's, in ``baselines.registry``.)"""
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], None]] = []
+
+    def add(self, load: Callable[[], None]) -> None:
+        self._pending.append(load)
+
+    def run(self) -> None:
+        while self._pending:
+            load = self._pending.pop(0)
+            try:
+                load()
+            except BaseException:
+                self._pending.insert(0, load)
+                raise
+
+
+_LOADERS = PendingLoaders()
+
+
 def add_family_loader(load: Callable[[], None]) -> None:
     """Run ``load()`` (which imports family modules, which register themselves) before the next lookup."""
-    _PENDING_LOADERS.append(load)
+    _LOADERS.add(load)
 
 
 def _load_families() -> None:
-    while _PENDING_LOADERS:
-        load = _PENDING_LOADERS.pop(0)
-        try:
-            load()
-        except BaseException:
-            _PENDING_LOADERS.insert(0, load)
-            raise
+    _LOADERS.run()
 
 
 def list_seeds() -> list[str]:
