@@ -7,8 +7,8 @@ registers itself when imported. This package imports the families lazily, throug
 registry, so that ``import search_spaces`` (and ``search_spaces.errors``, which the ``grow`` command line
 needs) does not import torch; the first lookup (``list_seeds``, ``get_genotype``, ``build_model``,
 ``extract_genotype``, ``family_of``, ``genotype_from_dict``) imports them, and so does asking for a
-family's genotype class (``search_spaces.ResNetGenotype``). A new family is one new module that
-registers itself, plus its name in ``_FAMILIES`` below.
+family's genotype class (``search_spaces.ResNetGenotype``). The loader imports every module of the
+package, so a new family is one new module that registers itself.
 
 ``search_spaces`` imports neither ``growth`` nor ``baselines`` (``tests/test_imports.py`` checks it).
 """
@@ -16,6 +16,7 @@ registers itself, plus its name in ``_FAMILIES`` below.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from .errors import FamilyError, GrowthError
@@ -38,14 +39,18 @@ from .registry import (
     register_namespace,
 )
 
-_FAMILIES = ("resnet", "vgg", "timm_ref")   # modules that register seeds and families when imported
 # The families' genotype classes, re-exported (imported on first use: their modules need torch).
 _GENOTYPES = {"ResNetGenotype": "resnet", "ResNetStage": "resnet", "VGGGenotype": "vgg",
               "TimmGenotype": "timm_ref"}
 
 
+def _modules() -> list[str]:
+    return [info.name for info in pkgutil.iter_modules(__path__)]
+
+
 def _import_families() -> None:
-    for name in _FAMILIES:
+    # Every module of the package: the family modules register themselves when imported.
+    for name in _modules():
         importlib.import_module(f"{__name__}.{name}")
 
 
@@ -54,7 +59,7 @@ add_family_loader(_import_families)
 
 def __getattr__(name: str) -> Any:
     # ``search_spaces.resnet`` etc. as attributes, as when the package imported them eagerly
-    if name in _FAMILIES:
+    if name in _modules():
         return importlib.import_module(f"{__name__}.{name}")
     if name in _GENOTYPES:
         return getattr(importlib.import_module(f"{__name__}.{_GENOTYPES[name]}"), name)

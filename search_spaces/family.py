@@ -4,8 +4,8 @@ A family (``ResNetFamily`` in :mod:`search_spaces.resnet`, ``VGGFamily`` in :mod
 ``TimmFamily`` in :mod:`search_spaces.timm_ref`) is a :class:`Family` subclass, instantiated once and
 registered by its own module with :func:`search_spaces.registry.register_family`;
 :func:`search_spaces.registry.family_of` finds it for a genotype or a built model. Code outside the
-family module asks the family instead of testing the genotype's type, so adding a family is one new
-module (plus its name in ``search_spaces._FAMILIES``).
+family module asks the family instead of testing the genotype's type, and the package imports each of
+its modules before the first look-up, so adding a family is one new module.
 
 What a family knows, by topic:
 
