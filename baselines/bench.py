@@ -41,6 +41,7 @@ from typing import Any, Callable
 from growth.config import TrainConfig
 from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
 from search_spaces import GrowthError
+from search_spaces.errors import first_line
 
 from .registry import MethodOptions, MethodSpec, configure, parse_method
 
@@ -182,8 +183,9 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
 
 def one_line(err: BaseException) -> str:
     """An error as one line: the message's first line, with the type where it is not one of ours."""
-    message = (str(err).strip().splitlines() or [""])[0][:300]
-    return message if isinstance(err, GrowthError) and message else f"{type(err).__name__}: {message}"
+    if not str(err).strip():
+        return type(err).__name__
+    return first_line(err) if isinstance(err, GrowthError) else f"{type(err).__name__}: {first_line(err)}"
 
 
 def finished(cells: Any) -> list[dict]:

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.errors import GrowthError
+from search_spaces.errors import GrowthError, first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -113,8 +113,7 @@ def open_storage(url: str | None, out: Path, *, create: bool) -> optuna.storages
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as err:  # sqlalchemy raises many kinds (unknown dialect, refused connection, ...)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise SearchError(f"--storage {url}: cannot open ({first})") from None
+        raise SearchError(f"--storage {url}: cannot open ({first_line(err, 160)})") from None
 
 
 def _started(study: optuna.Study, before: int | None = None) -> list[optuna.trial.FrozenTrial]:
@@ -183,7 +182,7 @@ def search(storage: optuna.storages.BaseStorage, study_name: str, base: GrowConf
             run = Run.open(config, run_dir, kind="grow")
             summary = run.fit(GrowthController(config), display=None)
         except BaseException as err:  # a failed or interrupted trial is recorded as such, then the error goes on
-            trial.set_user_attr("error", str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
+            trial.set_user_attr("error", first_line(err, 200))
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         trial.set_user_attr("summary", json.loads(json.dumps(summary, default=str)))

@@ -39,3 +39,16 @@ class GrowthError(Exception):
 class FamilyError(GrowthError, ValueError):
     """A model family was asked for something it cannot do, e.g. ``cannot deepen a 'timm' model``
     (see :class:`search_spaces.family.Family`), or a block that its family's rule keeps."""
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An error's message as one line (its first, at most ``limit`` characters), or its type's name
+    when it has no message: how an error is shown or recorded where one line is wanted.
+
+    >>> first_line(ValueError("bad" + chr(10) + "more"))
+    'bad'
+    >>> first_line(KeyboardInterrupt())
+    'KeyboardInterrupt'
+    """
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__
