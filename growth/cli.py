@@ -183,6 +183,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--genotype", metavar="FILE", help="start from this architecture (a genotype.json, e.g. of a "
+                   "growth run) instead of the seed's widths")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
@@ -200,8 +202,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
                                    "until the training-FLOP budget is spent.")
     add_config_options(train, TrainConfig, TrainConfig(seed="resnet20"), exclude=("kappa", "nu", "lam"))
     _add_run_args(train)
-    train.add_argument("--genotype", metavar="FILE", help="train this architecture (a genotype.json, e.g. "
-                       "of a growth run) instead of the seed's")
     subs["seeds"] = Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
     subs["seeds"].add_argument("--input-size", type=positive_int, default=32)
     graph = subs["graph"] = Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
@@ -311,7 +311,8 @@ def cmd_grow(args: argparse.Namespace) -> int:
     from .controller import GrowthController
     from .run import Run
 
-    run = Run.open(_config(args, GrowConfig), args.out, args.resume, kind="grow")
+    genotype = _read_genotype(args.genotype) if args.genotype else None
+    run = Run.open(_config(args, GrowConfig, genotype=genotype), args.out, args.resume, kind="grow")
     config = run.config
     assert isinstance(config, GrowConfig)  # Run.open keeps the config's class
     return _run(args, run.store, lambda display: run.fit(GrowthController(config), display))

@@ -338,3 +338,18 @@ def test_train_a_saved_genotype(ws: Path) -> None:
     path.write_text(json.dumps(search_spaces.genotype_to_dict(rgb)))
     run_failing(ws, "train", "--genotype", str(path), "--budget", "1e9", "--data", "sample",
                 needles=("3-channel", "sample has 1"))
+
+
+def test_grow_from_a_saved_genotype(ws: Path) -> None:
+    """`grow --genotype` starts growth (or, with --allocation none, DessiLBI) from that architecture."""
+    import json
+
+    genotype = search_spaces.ResNetGenotype.uniform([2, 4, 8], [1, 1, 1], in_chans=1)
+    path = ws / "genotype.json"
+    path.write_text(json.dumps(search_spaces.genotype_to_dict(genotype)))
+    result = grow("--genotype", str(path), "--allocation", "none", "--data", "sample", "--subset", "200",
+                  "--budget", "2e9", "--seed-value", "0", "--quiet", "--out", str(ws / "run"), cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "run" / "summary.json").read_text())["widths"] == [[2, 2], [4, 4], [8, 8]]
+    assert json.loads((ws / "run" / "config.json").read_text())["config"]["genotype"] is not None
+    run_failing(ws, "--genotype", str(ws / "missing.json"), "--budget", "1e9", needles=("--genotype",))
