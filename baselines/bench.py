@@ -150,7 +150,7 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
     directory = cell_dir(out, spec, seed)
     grown = record["cells"].get(f"{grow_spec}/seed{seed}", {})
     target = target_macs or (grown.get("macs") if spec.name in SIZE_TARGETED else None)
-    extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes}
+    extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y)}
     grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
     if spec.name == "scratch" and grown_genotype.exists():
         extra["grown_genotype"] = json.loads(grown_genotype.read_text())

@@ -1,16 +1,22 @@
-"""``dessilbi-prune[:<seed>]``: train the full network with DessiLBI, keep supp(Γ), fine-tune.
+"""``dessilbi-prune[:<seed>]``: train a dense network with DessiLBI, keep supp(Γ), fine-tune.
 
-1. Train the full network (default seed ``resnet20``) with DessiLBI (group penalty on every conv's
-   filters; see :mod:`growth.dessilbi`). ν and κ come from the base config (reference ν = 100, κ = 1).
+1. Train the start (the seed, default ``resnet20``, or a uniformly scaled copy when the budget cannot
+   pre-train the seed: :func:`baselines.pruning.choose_start`) with DessiLBI (group penalty on every
+   conv's filters; see :mod:`growth.dessilbi`). ν and κ come from the base config (reference ν = 100,
+   κ = 1).
 2. At the first evaluation with ``prune_frac`` (default 0.5) of the budget spent:
 
    * no MACs target (default): keep exactly the filters in supp(Γ); a channel of a coupled group is
-     kept when any of the group's producer filters is in the support. A group with an empty support
-     keeps its single best-ranked channel (ranking below), so that no layer disappears.
+     kept when any of the group's producer filters is in the support. A group whose support is
+     narrower than its minimum width (:func:`baselines.pruning.min_width`) is topped up with its
+     best-ranked other channels (ranking below) and listed in the event's ``topped_up_groups``.
    * with ``options.target_macs``: rank channels by when they entered supp(Γ), earlier = more
-     important, and prune globally to the target (see :mod:`baselines.pruning`). A producer filter's
-     score is ``1 + (t − entry)/t`` at step ``t`` if it ever entered, else ``min(‖V_g‖/λ, 1)`` (never
-     entered: last, closest to entering first); a channel takes its best producer's score.
+     important, and prune to the target (see :mod:`baselines.pruning`: scores normalised per group
+     kind, minimum widths, within 2%). A producer filter's score is ``1 + (t − entry)/t`` at step ``t``
+     if it ever entered, else ``min(‖V_g‖/λ, 1)`` (never entered: last, closest to entering first); a
+     channel of a coupled group takes the mean of its producers' scores (a residual-stream channel is
+     as established as it is across the stream; a max over its producers would rank the stream above
+     every inner conv).
 
 3. Fine-tune with the penalties switched off: every param group's ``penalty`` is set to ``None``, so
    DessiLBI is plain momentum SGD (W ← W − ακ·m); V, Γ and entry steps are dropped. This lives in the
@@ -36,9 +42,10 @@ comparable across layers: in the same runs, a global λ left the downsampling co
 support while whole other layers were full, whatever its value. ν and κ come from the config; a
 numeric ``lam`` is used for every layer as is. The λ values are in the controller's state and in summary.json.
 
-Learning rate: warm-up, constant until the prune point, cosine decay to 0 over the fine-tuning.
-Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``lam`` (a number, or ``"auto"``),
-``lam_scale``.
+The penalty strength is this calibration: λ follows from the prune point, so no knob is left but
+``lam_scale``. Learning rate: warm-up, constant until the prune point, cosine decay to 0 over the
+fine-tuning. Settings in ``options.extra["dessilbi-prune"]``: ``prune_frac``, ``min_pretrain_epochs``,
+``lam`` (a number, or ``"auto"``), ``lam_scale``.
 """
 
 from __future__ import annotations
@@ -52,7 +59,18 @@ from growth.config import ConfigError, TrainConfig
 from growth.dessilbi import as_dessilbi
 from growth.graph import channel_groups
 
-from .pruning import PruneOnceController, group_scores, method_options, prune_to_keep, prune_to_macs, pruning_config
+from .pruning import (
+    SCHEDULE_OPTIONS,
+    PruneOnceController,
+    group_scores,
+    keep_at_least,
+    method_options,
+    min_width,
+    prune_to_keep,
+    prune_to_macs,
+    pruning_config,
+    schedule_options,
+)
 from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
@@ -67,8 +85,8 @@ class DessiLBIPruneController(PruneOnceController):
     method = "dessilbi-prune"
 
     def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None,
-                 lam: float | str = "auto", lam_scale: float = 1.0) -> None:
-        super().__init__(prune_frac, target_macs)
+                 lam: float | str = "auto", lam_scale: float = 1.0, start: dict[str, Any] | None = None) -> None:
+        super().__init__(prune_frac, target_macs, start=start)
         self.lam_setting, self.lam_scale = lam, lam_scale
         self.lam: dict[str, float] | None = None   # conv name -> λ, fixed before the first step
 
@@ -110,23 +128,16 @@ class DessiLBIPruneController(PruneOnceController):
                 v = opt.state.get(w, {}).get("V", torch.zeros_like(w))
                 closeness = (v.flatten(1).norm(dim=1).cpu() / self.lam[conv]).clamp(max=1.0)
                 filter_scores[conv] = torch.where(entry >= 0, 1 + (t - entry).float() / t, closeness)
-        scores = group_scores(model, filter_scores, reduce="max")
+        scores = group_scores(model, filter_scores)
         supported = {g.name: torch.stack([support[p] for p in g.producers]).any(0) for g in groups}
         detail: dict[str, Any] = {"support": {name: int(s.sum()) for name, s in supported.items()}}
         if self.target_macs is None:
-            keep: dict[str, torch.Tensor] = {}
-            empty: list[str] = []
-            for g in groups:
-                kept = supported[g.name].nonzero().flatten()
-                if kept.numel() == 0:
-                    empty.append(g.name)
-                    kept = scores[g.name].argmax().view(1)
-                keep[g.name] = kept
+            keep = {g.name: keep_at_least(supported[g.name], scores[g.name], min_width(g.width)) for g in groups}
+            detail["topped_up_groups"] = [g.name for g in groups if int(supported[g.name].sum()) < min_width(g.width)]
             prune_to_keep(model, keep, opt)
-            detail["empty_support_groups"] = empty
         else:
             plan = prune_to_macs(model, scores, self.target_macs, trainer.input_shape, opt)
-            detail.update(threshold=plan.threshold, channels_pruned=plan.pruned, target_reached=plan.reached)
+            detail.update(plan.detail())
         switch_penalties_off(opt)
         return detail
 
@@ -146,14 +157,14 @@ def switch_penalties_off(opt: torch.optim.Optimizer) -> None:
 @register_method("dessilbi-prune")
 def dessilbi_prune(base: TrainConfig, seed: str | None,
                    options: MethodOptions) -> tuple[TrainConfig, DessiLBIPruneController]:
-    opts = method_options(options.extra, "dessilbi-prune", ("prune_frac", "lam", "lam_scale"))
-    prune_frac = float(opts.get("prune_frac", 0.5))
+    opts = method_options(options.extra, "dessilbi-prune", (*SCHEDULE_OPTIONS, "lam", "lam_scale"))
+    prune_frac, min_epochs = schedule_options(opts)
     lam = opts.get("lam", "auto")
     if lam != "auto" and not float(lam) > 0:
         raise ConfigError(f"dessilbi-prune lam must be positive or auto, got {lam}")
     lam_scale = float(opts.get("lam_scale", 1.0))
     if not lam_scale > 0:
         raise ConfigError(f"dessilbi-prune lam_scale must be positive, got {lam_scale}")
-    config = pruning_config(base, seed=seed or DEFAULT_SEED, optimizer="dessilbi", prune_frac=prune_frac,
-                            lam=lam)
-    return config, DessiLBIPruneController(prune_frac, options.target_macs, lam, lam_scale)
+    config, start = pruning_config(base, options, seed=seed or DEFAULT_SEED, optimizer="dessilbi",
+                                   prune_frac=prune_frac, min_pretrain_epochs=min_epochs, lam=lam)
+    return config, DessiLBIPruneController(prune_frac, options.target_macs, lam, lam_scale, start.summary())

@@ -9,7 +9,7 @@ multiplies its last BN's output (the residual branch). The factors live in this 
 state_dict), not in the trainer's optimizer, and get no weight decay.
 
 **Update** (accelerated proximal gradient, ``docs/algorithms.md`` §3), after every optimizer step,
-with η the current learning rate, γ the sparsity weight (default 0.01), μ = 0.9::
+with η the current learning rate, γ the sparsity weight (below), μ = 0.9::
 
     z = λ' − η ∇G(λ')
     s = S_{ηγ}(z) clamped ≥ 0           (= max(z − ηγ, 0): the prox of γ‖λ‖₁ on λ ≥ 0)
@@ -19,30 +19,44 @@ with η the current learning rate, γ the sparsity weight (default 0.01), μ = 0
 ``∇G`` is the gradient of the training loss with respect to the factors (the loss has no penalty;
 the L1 term acts only through the soft threshold), ``v`` starts at 0.
 
+**Penalty strength** (``gamma="auto"``, the default): the paper's γ = 0.01, raised where the run is too
+short for it to act. With zero loss gradient APG's velocity settles at ``−ηγ/(1 − μ)``, so a factor the
+loss does not defend falls from 1 to 0 after ``Σ_t η_t ≈ (1 − μ)/γ``; the rule::
+
+    γ = max(0.01, (1 − μ) / Σ_{t < prune point} η_t)
+
+keeps the paper's strength whenever the pre-training is long enough for its undefended factors to
+reach 0 (``Σ_t η_t >= 10``: 100 steps at lr 0.1), and otherwise the weakest γ that gets them there by
+the prune point (at 0.14 epoch of pre-training no factor had reached 0). The value is in the
+controller's state and in summary.json; a number is used as is.
+
 **Prune** at the first evaluation with ``prune_frac`` (default 0.5) of the budget spent:
 
 1. fold every factor into the BatchNorm it scales (γ ← λγ, β ← λβ; exact in train and eval mode) and
    remove the hooks, so the network computes the same function without them;
-2. remove every channel whose factor is 0 and that is dead: for a stage of a ResNet with a
-   parameter-free (zero-padding) downsampling shortcut, a channel the shortcut fills with a live
-   channel of the previous stage still carries that channel, so it is removed only when its source
-   was removed too (the shortcut itself has no parameters to fold a factor into, so it is not scaled).
-   Each group keeps at least one channel;
-3. remove every block whose factor is 0 (exactly the identity: its input is post-ReLU), keeping at
-   least one block per stage. Steps 2 and 3 leave the function unchanged (``output_change`` ≈ 0 in
-   the event);
-4. only with ``options.target_macs``, and only if the network is still above it: prune the channels
-   with the smallest factors globally down to the target (see :mod:`baselines.pruning`; factors are
-   comparable across groups: all start at 1 under the same penalty). This step changes the function.
+2. remove every block whose factor is 0 (exactly the identity: its input is post-ReLU), keeping at
+   least one block per stage: the paper's structure selection on residual networks;
+3. channels. A channel is *dead* when its factor is 0 and nothing live reaches it: for a stage of a
+   ResNet with a parameter-free (zero-padding) downsampling shortcut, a channel the shortcut fills with
+   a live channel of the previous stage still carries that channel (the shortcut has no parameters to
+   fold a factor into, so it is not scaled). Without ``options.target_macs`` every dead channel goes,
+   each group keeping at least its minimum width (topped up with its best factors). With a target the
+   channels are pruned to it (see :mod:`baselines.pruning`: scores normalised per group kind, minimum
+   widths, within 2%), dead channels first (their removal is exact), then the smallest factors: all
+   factors start at 1 under one penalty, so within a kind they are the paper's comparable scores.
+   Minimum widths are those of the network that was trained (before step 2).
 
-Then fine-tune for the rest of the budget. Learning rate: warm-up, constant until the prune point
-(the APG step size is the lr), cosine decay to 0 over the fine-tuning. Settings in
-``options.extra["sss"]``: ``prune_frac``, ``gamma``, ``momentum``.
+Steps 1 and 2 and the removal of dead channels leave the function unchanged (``output_change`` ≈ 0 in
+the event when nothing else goes). Then fine-tune for the rest of the budget. The run starts from the
+seed (default ``resnet20``) or a scaled copy (:func:`baselines.pruning.choose_start`). Learning rate:
+warm-up, constant until the prune point (the APG step size is the lr), cosine decay to 0 over the
+fine-tuning. Settings in ``options.extra["sss"]``: ``prune_frac``, ``min_pretrain_epochs``, ``gamma``
+(a number, or ``"auto"``), ``momentum``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -52,13 +66,25 @@ from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import remove_block
 from search_spaces import Genotype, family_of, genotype_of
 
-from .pruning import PruneOnceController, method_options, prune_to_keep, prune_to_macs, pruning_config
+from .pruning import (
+    SCHEDULE_OPTIONS,
+    PruneOnceController,
+    keep_at_least,
+    method_options,
+    min_width,
+    pretrain_lr_sum,
+    prune_to_keep,
+    prune_to_macs,
+    pruning_config,
+    schedule_options,
+)
 from .registry import MethodOptions, register_method
 
 if TYPE_CHECKING:
     from growth.trainer import Trainer
 
 DEFAULT_SEED = "resnet20"
+PAPER_GAMMA = 0.01   # Huang & Wang's sparsity weight
 
 
 def _block_key(stage: int, block: int) -> str:
@@ -70,10 +96,12 @@ class SSSController(PruneOnceController):
 
     method = "sss"
 
-    def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None, gamma: float = 0.01,
-                 momentum: float = 0.9):
-        super().__init__(prune_frac, target_macs)
-        self.gamma, self.momentum = gamma, momentum
+    def __init__(self, prune_frac: float = 0.5, target_macs: float | None = None, gamma: float | str = "auto",
+                 momentum: float = 0.9, start: dict[str, Any] | None = None):
+        super().__init__(prune_frac, target_macs, start=start)
+        # γ: a number, or None until attach() applies the rule (``gamma="auto"``)
+        self.gamma: float | None = None if gamma == "auto" else float(gamma)
+        self.momentum = momentum
         # group name -> per-channel factors; "stageS.blockB" -> one-element block factor
         self.channel_factors: dict[str, torch.Tensor] = {}
         self.block_factors: dict[str, torch.Tensor] = {}
@@ -103,6 +131,8 @@ class SSSController(PruneOnceController):
         self._remove_hooks()
         if self.phase != "train":
             return
+        if self.gamma is None:
+            self.gamma = gamma_rule(self.momentum, pretrain_lr_sum(trainer, self.prune_frac))
         model, device = trainer.model, trainer.device
         family = family_of(model.genotype)
         if not self.channel_factors:
@@ -139,13 +169,14 @@ class SSSController(PruneOnceController):
         if self.phase != "train":
             return
         eta = trainer.optimizer.param_groups[0]["lr"]
-        mu = self.momentum
+        mu, gamma = self.momentum, self.gamma
+        assert gamma is not None  # attach() applied the rule
         for key, f in self.factors().items():
             if f.grad is None:
                 continue
             v = self.velocity[key]
             z = f - eta * f.grad
-            s = (z - eta * self.gamma).clamp_min_(0)   # soft threshold, projected on λ >= 0
+            s = (z - eta * gamma).clamp_min_(0)   # soft threshold, projected on λ >= 0
             v.mul_(mu).add_(s).sub_(f)
             f.copy_((s + mu * v).clamp_min_(0))
             f.grad = None  # the factors are not in the trainer's optimizer: nobody else zeroes them
@@ -154,14 +185,43 @@ class SSSController(PruneOnceController):
 
     def prune(self, trainer: Trainer) -> dict:
         model, opt = trainer.model, trainer.optimizer
-        modules = dict(model.named_modules())
         genotype = genotype_of(model)
-        family = family_of(genotype)
         groups = channel_groups(model)
         factors = {k: f.detach().cpu().clone() for k, f in self.channel_factors.items()}
         blocks = {k: float(f.detach()) for k, f in self.block_factors.items()}
-        with torch.no_grad():  # 1. fold: λ·BN(x) = (λγ)·x̂ + λβ
-            for group in groups:
+        self._fold(model, genotype)  # 1.
+        remove = _zero_blocks(genotype, blocks)
+        for s, b in sorted(remove, reverse=True):  # 2., from the back, so earlier indices stay valid
+            remove_block(model, s, b, opt)
+        # 3. Everything per group, renamed to the pruned model's groups (block removal renumbers).
+        rename = _renamed_groups(genotype, genotype_of(model), remove)
+        dead = _dead_channels(genotype, factors)
+        scores = {rename[k]: v for k, v in factors.items() if k in rename}
+        first = {rename[k]: v for k, v in dead.items() if k in rename}
+        minimum = {rename[g.name]: min_width(g.width) for g in groups if g.name in rename}
+        detail: dict = {"gamma": self.gamma,
+                        "zero_channels": {name: int((f == 0).sum()) for name, f in factors.items()},
+                        "dead_channels": {name: int(d.sum()) for name, d in dead.items()},
+                        "blocks_removed": [_block_key(s, b) for s, b in remove],
+                        "zero_blocks": [k for k, f in blocks.items() if f == 0.0]}
+        if self.target_macs is None:
+            keep = {name: keep_at_least(~first[name], scores[name], minimum[name]) for name in scores}
+            prune_to_keep(model, keep, opt)
+        else:
+            plan = prune_to_macs(model, scores, self.target_macs, trainer.input_shape, opt, min_widths=minimum,
+                                 first=first)
+            detail.update(plan.detail())
+        detail["channels_removed"] = sum(g.width for g in groups if g.name in rename) - sum(
+            g.width for g in channel_groups(model))
+        return detail
+
+    def _fold(self, model: nn.Module, genotype: Genotype) -> None:
+        """Fold every factor into the BatchNorm it scales (λ·BN(x) = (λγ)·x̂ + λβ), remove the hooks and
+        drop the factors: the network computes the same function without them."""
+        modules = dict(model.named_modules())
+        family = family_of(genotype)
+        with torch.no_grad():
+            for group in channel_groups(model):
                 f = self.channel_factors[group.name].detach()
                 for norm in group.norms:
                     modules[norm].weight.mul_(f.to(modules[norm].weight))
@@ -174,51 +234,41 @@ class SSSController(PruneOnceController):
         self._remove_hooks()
         self.channel_factors, self.block_factors, self.velocity = {}, {}, {}
 
-        # 3 (decided first). Blocks to remove: zero factor, at least one block left per stage.
-        zero_by_stage: dict[int, list[int]] = {}
-        for s, b in family.removable_blocks(genotype):
-            if blocks.get(_block_key(s, b), 1.0) == 0.0:
-                zero_by_stage.setdefault(s, []).append(b)
-        remove: list[tuple[int, int]] = []
-        for s, zero in zero_by_stage.items():
-            if len(zero) == family.stage_depth(genotype, s):
-                zero = zero[1:]
-            remove += [(s, b) for b in zero]
-        gone_inner = {f"{_block_key(s, b)}.inner" for s, b in remove}
-
-        # 2. Dead channels (zero factor, and nothing live routed in by a zero-padding shortcut).
-        dead: dict[str, torch.Tensor] = {}
-        for group in groups:
-            d = factors[group.name] == 0
-            for source, k, j in family.routes_into(genotype, group.key):
-                if not dead[family.group_name(source)][k]:
-                    d[j] = False
-            dead[group.name] = d
-        keep = {}
-        for group in groups:
-            if group.name in gone_inner:
-                continue
-            kept = (~dead[group.name]).nonzero().flatten()
-            keep[group.name] = kept if kept.numel() else factors[group.name].argmax().view(1)
-        prune_to_keep(model, keep, opt)
-        for s, b in sorted(remove, reverse=True):  # from the back, so earlier indices stay valid
-            remove_block(model, s, b, opt)
-        detail = {"gamma": self.gamma,
-                  "zero_channels": {name: int((f == 0).sum()) for name, f in factors.items()},
-                  "channels_removed": sum(g.width - keep[g.name].numel() for g in groups if g.name in keep),
-                  "blocks_removed": [_block_key(s, b) for s, b in remove],
-                  "zero_blocks": [k for k, f in blocks.items() if f == 0.0]}
-
-        # 4. A MACs target still above: the smallest remaining factors go, globally.
-        if self.target_macs is not None and trainer.cost.macs > self.target_macs:
-            scores = _remaining_scores(genotype, genotype_of(model), factors, keep, remove)
-            plan = prune_to_macs(model, scores, self.target_macs, trainer.input_shape, opt)
-            detail.update(threshold=plan.threshold, channels_pruned_to_target=plan.pruned,
-                          target_reached=plan.reached)
-        return detail
-
     def summary(self) -> dict:
         return {**super().summary(), "gamma": self.gamma, "momentum": self.momentum}
+
+
+def gamma_rule(momentum: float, lr_sum: float) -> float:
+    """The paper's γ, or the weakest that zeroes an undefended factor by the prune point (module docstring)."""
+    return max(PAPER_GAMMA, (1 - momentum) / lr_sum)
+
+
+def _zero_blocks(genotype: Genotype, blocks: dict[str, float]) -> list[tuple[int, int]]:
+    """``(stage, block)`` of every removable block whose factor is 0, keeping at least one block per stage."""
+    family = family_of(genotype)
+    zero_by_stage: dict[int, list[int]] = {}
+    for s, b in family.removable_blocks(genotype):
+        if blocks.get(_block_key(s, b), 1.0) == 0.0:
+            zero_by_stage.setdefault(s, []).append(b)
+    remove: list[tuple[int, int]] = []
+    for s, zero in zero_by_stage.items():
+        if len(zero) == family.stage_depth(genotype, s):
+            zero = zero[1:]
+        remove += [(s, b) for b in zero]
+    return remove
+
+
+def _dead_channels(genotype: Genotype, factors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per group, the channels with a zero factor into which no zero-padding shortcut routes a live channel."""
+    family = family_of(genotype)
+    dead: dict[str, torch.Tensor] = {}
+    for group in groups_of_genotype(genotype):  # network order: a route's source group comes first
+        d = factors[group.name] == 0
+        for source, k, j in family.routes_into(genotype, group.key):
+            if not dead[family.group_name(source)][k]:
+                d[j] = False
+        dead[group.name] = d
+    return dead
 
 
 def _scale_hook(factor: torch.Tensor, channels: bool) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor]:
@@ -230,28 +280,33 @@ def _scale_hook(factor: torch.Tensor, channels: bool) -> Callable[[nn.Module, tu
     return hook
 
 
-def _remaining_scores(old_genotype: Genotype, new_genotype: Genotype, factors: dict[str, torch.Tensor],
-                      keep: dict[str, torch.Tensor], removed: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
-    """The factors of the surviving channels, keyed by the pruned model's group names (block
-    removal renumbers the inner groups of later blocks)."""
-    by_key = {}
+def _renamed_groups(old_genotype: Genotype, new_genotype: Genotype,
+                    removed: list[tuple[int, int]]) -> dict[str, str]:
+    """Old group name -> its name after the blocks ``removed`` are gone (removing a block renumbers the
+    inner groups of the later blocks of its stage; a removed block's inner group has no entry)."""
+    family = family_of(new_genotype)
+    renamed = {}
     for group in groups_of_genotype(old_genotype):
-        if group.name not in keep:
-            continue  # a removed block's inner group
         key = group.key
         if key[0] == "inner":
             s, b = key[1], key[2]
+            if (s, b) in removed:
+                continue
             key = ("inner", s, b - sum(1 for rs, rb in removed if rs == s and rb < b))
-        by_key[key] = factors[group.name][keep[group.name].cpu()]
-    return {group.name: by_key[group.key] for group in groups_of_genotype(new_genotype)}
+        renamed[group.name] = family.group_name(key)
+    new_names = {g.name for g in groups_of_genotype(new_genotype)}
+    assert set(renamed.values()) == new_names, (sorted(renamed.values()), sorted(new_names))
+    return renamed
 
 
 @register_method("sss")
 def sss(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[TrainConfig, SSSController]:
-    opts = method_options(options.extra, "sss", ("prune_frac", "gamma", "momentum"))
-    prune_frac = float(opts.get("prune_frac", 0.5))
-    gamma, momentum = float(opts.get("gamma", 0.01)), float(opts.get("momentum", 0.9))
-    if not gamma >= 0 or not 0 <= momentum < 1:
-        raise ConfigError(f"sss needs gamma >= 0 and momentum in [0, 1), got {gamma}, {momentum}")
-    config = pruning_config(base, seed=seed or DEFAULT_SEED, optimizer="sgd", prune_frac=prune_frac)
-    return config, SSSController(prune_frac, options.target_macs, gamma, momentum)
+    opts = method_options(options.extra, "sss", (*SCHEDULE_OPTIONS, "gamma", "momentum"))
+    prune_frac, min_epochs = schedule_options(opts)
+    gamma, momentum = opts.get("gamma", "auto"), float(opts.get("momentum", 0.9))
+    if not (gamma == "auto" or float(gamma) >= 0) or not 0 <= momentum < 1:
+        raise ConfigError(f"sss needs gamma >= 0 (or auto) and momentum in [0, 1), got {gamma}, {momentum}")
+    config, start = pruning_config(base, options, seed=seed or DEFAULT_SEED, optimizer="sgd", prune_frac=prune_frac,
+                                   min_pretrain_epochs=min_epochs)
+    return config, SSSController(prune_frac, options.target_macs, gamma if gamma == "auto" else float(gamma),
+                                 momentum, start.summary())
