@@ -251,7 +251,8 @@ def plan_prune_to_macs(genotype: Genotype, scores: Mapping[str, torch.Tensor], t
 
     if macs([]) <= target_macs:
         full = macs([])
-        note = None if full >= lower else f"the network has {full / target_macs:.3f}x the target's MACs before pruning"
+        note = None if full >= lower else (f"the network has {full / target_macs:.3f}x the target's MACs "
+                                           "before channel pruning")
         return plan([], note=note)
     if floor > upper:
         return plan(everything, note=f"the minimum widths allow no fewer than {floor} MACs "
