@@ -170,6 +170,11 @@ class Trainer:
             config.precision == "bf16")
         self._last_checkpoint = time.monotonic()
         self.images_per_s = 0.0
+        # A loss above this limit (a fresh network's is about ln(classes)) that more than doubled in one
+        # step is blowing up: the run stops before a checkpoint keeps the wrecked weights, so the last
+        # one stays worth resuming (with a lower rate; its first loss may be high, only growth counts).
+        self.loss_limit = max(20.0, 10 * math.log(max(2, data.num_classes)))
+        self._last_loss = math.inf
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -197,8 +202,9 @@ class Trainer:
             if batch < 2:
                 break  # the budget is spent (to within one sample's cost)
             loss, correct = self.train_step(batch)
-            if not math.isfinite(loss):
-                self._diverged(f"the loss is {loss}")
+            if not math.isfinite(loss) or loss > max(self.loss_limit, 2 * self._last_loss):
+                self._diverged(f"the loss is {loss:.4g}")
+            self._last_loss = loss
             self.state.step += 1
             now = time.monotonic()
             self.state.train_time_s += now - tick
@@ -336,7 +342,8 @@ class Trainer:
 
     def _diverged(self, what: str) -> NoReturn:
         raise RunError(f"training diverged at step {self.state.step} ({what}; learning rate too high?): stopped, "
-                       f"the last good checkpoint in {self.store.path} is kept")
+                       f"the last good checkpoint in {self.store.path} is kept; continue it with a lower rate: "
+                       f"--resume {self.store.path} --override lr=...")
 
     def save_checkpoint(self) -> None:
         """Everything needed to resume (see :mod:`growth.runstore`), written atomically; never a
