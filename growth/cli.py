@@ -334,7 +334,7 @@ def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) 
 
 def _add_search_args(p: argparse.ArgumentParser) -> None:
     """The options of ``grow search`` (by hand: a search is not one config; see growth/search.py)."""
-    from .search import DEFAULT_STUDY, JOURNAL_NAME
+    from .search import DEFAULT_STUDY, HEARTBEAT_S, JOURNAL_NAME
 
     p.add_argument("--seed", help="seed architecture to grow (see `grow seeds`); required unless --show")
     p.add_argument("--budget-per-trial", type=budget_arg, metavar="FLOPS",
@@ -347,8 +347,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
                    f"file path (default <out>/{JOURNAL_NAME})")
     p.add_argument("--study", metavar="NAME", help=f"study name (default {DEFAULT_STUDY}; with --show, the "
                    "storage's only study if there is one)")
-    p.add_argument("--data", default="sample", help="sample (shipped), cifar10, cifar100, fashion-mnist, or "
-                   "an ImageFolder directory (default sample)")
+    p.add_argument("--data", help="sample (shipped), cifar10, cifar100, fashion-mnist, or an ImageFolder "
+                   "directory (default sample; with --from-trial, the study's)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="use only this many training images")
     p.add_argument("--out", metavar="DIR", help="study directory: trials/<number>/, the journal, pareto.png "
                    "(default runs/<study>)")
@@ -357,17 +357,28 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed-value", type=int, metavar="S", help="random seed of every trial's run and of the "
                    "sampler (reproducible studies on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default auto)")
+    p.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_S, metavar="S",
+                   help=f"RDB storages: a running trial's worker records a heartbeat every S seconds; a trial "
+                   f"silent for 2 S is failed and retried (default {HEARTBEAT_S})")
     p.add_argument("--show", action="store_true", help="print the Pareto front and write <out>/pareto.png")
+    p.add_argument("--from-trial", type=int, metavar="N", help="train trial N's final architecture anew from "
+                   "scratch (as grow train --genotype) in <out>/from-trial-N-<data>-<budget>, at the study's "
+                   "per-trial budget and data unless --budget-per-trial/--data say otherwise")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     """``grow search``: run trials (or ``--show`` the front). Every input is checked before anything is written."""
     from pathlib import Path
 
-    from .search import DEFAULT_STUDY, base_config, open_storage, search, show
+    from .search import DEFAULT_STUDY, base_config, open_storage, retrain, search, show
 
+    if args.show and args.from_trial is not None:
+        raise UsageError("grow search: --show or --from-trial, not both")
     if args.show:
         return show(args)
+    if args.from_trial is not None:
+        return retrain(args)
+    args.data = args.data or "sample"
     missing = [flag for flag, value in (("--seed", args.seed), ("--budget-per-trial", args.budget_per_trial),
                                         ("--trials", args.trials)) if value is None]
     if missing:
@@ -378,7 +389,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     base = base_config(args)
     study_name = args.study or DEFAULT_STUDY
     out = Path(args.out or Path("runs") / study_name)
-    storage = open_storage(args.storage, out, create=True)
+    storage = open_storage(args.storage, out, create=True, heartbeat=args.heartbeat)
     return search(storage, study_name, base, out, args.trials, args.budget, args.max_macs, args.seed_value)
 
 

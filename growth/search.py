@@ -14,6 +14,26 @@ exist in total (complete, pruned and running trials count; failed ones do not an
 ``--budget`` caps the study's training FLOPs: a trial starts only if the budgets of every trial started
 before it (failed ones included: their compute was spent) plus its own fit in the total.
 
+A trial whose worker died (SIGKILL, out of memory, a lost machine) is retried: Optuna's
+``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before Optuna 4.9) queues its parameters as a
+new trial, which the next free worker runs. How a dead worker is noticed depends on the storage:
+
+- RDB storages: Optuna's heartbeat. Each worker records a heartbeat of its running trial every
+  ``--heartbeat`` seconds (``RDBStorage(heartbeat_interval=..., grace_period=2 x interval)``); a trial silent
+  for longer is failed by the next worker that looks (before each of its trials, and when it starts).
+- Journal files: Optuna's ``JournalStorage`` has no heartbeat, so a worker records its host and process
+  (id and start time) on its trial, and a worker on the same host fails the running trials whose process
+  is gone. A trial left running by a worker on another host stays ``RUNNING`` (use an RDB storage there).
+
+The retried trial *resumes* the dead trial's run directory from its last checkpoint where that directory
+is here and has one (resume is exact: the result is that of an uninterrupted run); otherwise (it died
+before its first checkpoint, or on another machine) it starts anew in ``trials/<its number>``. Its compute is
+counted once against ``--budget``. A trial is retried at most :data:`MAX_RETRY` times.
+
+Every finished trial keeps its final architecture in its user attributes (``genotype``) as well as in
+``trials/<number>/genotype.json``; ``grow search --from-trial N`` trains it anew from scratch (``grow train
+--genotype``), e.g. at a larger budget or on the full data set.
+
 optuna is imported inside the functions, so ``import growth`` and ``grow --help`` do not import it.
 """
 
@@ -21,7 +41,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +60,8 @@ DEFAULT_STUDY = "grow-search"
 JOURNAL_NAME = "study.log"
 # The settings a study was created with: a second worker with other ones would mix incomparable trials.
 STUDY_KEYS = ("seed", "data", "subset", "budget_per_trial", "max_macs")
+HEARTBEAT_S = 60
+MAX_RETRY = 2
 
 
 class SearchError(GrowthError):
@@ -89,12 +115,28 @@ def base_config(args: argparse.Namespace) -> GrowConfig:
     return config
 
 
-def open_storage(url: str | None, out: Path, *, create: bool) -> optuna.storages.BaseStorage:
+def retry_callback() -> Any:
+    """Optuna's callback that queues a dead worker's trial again, at most :data:`MAX_RETRY` times."""
+    import optuna
+
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if cls is None:  # Optuna before 4.9
+            cls = optuna.storages.RetryFailedTrialCallback
+        return cls(max_retry=MAX_RETRY)
+
+
+def open_storage(url: str | None, out: Path, *, create: bool,
+                 heartbeat: int | None = None) -> optuna.storages.BaseStorage:
     """The study's storage: ``url`` (an RDB URL or a journal file path) or ``<out>/study.log``.
 
     With ``create=False`` (``--show``) a storage that does not exist yet is an error, not created.
+    With ``heartbeat`` (seconds) an RDB storage runs Optuna's heartbeat, retrying dead workers' trials.
     Any failure to open it is a :class:`SearchError` (one line).
     """
+    import inspect
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -110,10 +152,98 @@ def open_storage(url: str | None, out: Path, *, create: bool) -> optuna.storages
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         raise SearchError(f"--storage {url}: no such database")
+    options: dict[str, Any] = {}
+    if heartbeat is not None:
+        parameters = inspect.signature(optuna.storages.RDBStorage).parameters
+        callback = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in parameters
+                    else "failed_trial_callback")  # the name before Optuna 4.9
+        options = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat, callback: retry_callback()}
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **options)
+        except Exception as err:  # sqlalchemy raises many kinds (unknown dialect, refused connection, ...)
+            # Workers started at once on a new database race to create Optuna's tables: the losers try again.
+            attempt += 1
+            if attempt > 3 or type(err).__name__ not in ("IntegrityError", "ProgrammingError"):
+                raise SearchError(f"--storage {url}: cannot open ({first_line(err, 160)})") from None
+            time.sleep(0.5 * attempt)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux ``/proc``; clock ticks since boot); None if unknown, gone or a zombie."""
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as err:  # sqlalchemy raises many kinds (unknown dialect, refused connection, ...)
-        raise SearchError(f"--storage {url}: cannot open ({first_line(err, 160)})") from None
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def worker_id() -> dict[str, Any]:
+    """This process, as recorded on its running trial: host, process id and its start time (against reuse)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def worker_alive(worker: dict[str, Any]) -> bool:
+    """Whether the worker that recorded ``worker`` may still run (a worker on another host: assumed so)."""
+    if worker.get("host") != socket.gethostname():
+        return True
+    pid = int(worker["pid"])
+    if worker.get("start") is not None:
+        return _process_start(pid) == worker["start"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def reap_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+    """Fail the running trials whose worker died, and queue them again (:func:`retry_callback`).
+
+    RDB storages: Optuna's heartbeat (``fail_stale_trials``, which runs the storage's retry callback).
+    Journal files: the trials whose worker process on this host is gone (Optuna's journal has no heartbeat).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if isinstance(storage, optuna.storages.RDBStorage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "worker" in t.user_attrs and not worker_alive(t.user_attrs["worker"])]
+    if not dead:
+        return
+    retry = retry_callback()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in dead:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                retry(study, storage.get_trial(trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            pass
+
+
+def _claim(run_dir: Path, retry_of: int) -> bool:
+    """Whether this retry of trial ``retry_of`` may resume ``run_dir``: it is resumable here, and no other retry
+    of the same trial claimed it first (an atomic ``retry-of-<number>`` file in it)."""
+    from .runstore import CHECKPOINT
+
+    if not (run_dir / "config.json").is_file() or not (run_dir / CHECKPOINT).is_file():
+        return False
+    try:
+        os.close(os.open(run_dir / f"retry-of-{retry_of}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    return True
 
 
 def _started(study: optuna.Study, before: int | None = None) -> list[optuna.trial.FrozenTrial]:
@@ -124,14 +254,18 @@ def _started(study: optuna.Study, before: int | None = None) -> list[optuna.tria
 
 def _room(study: optuna.Study, trials: int, budget: float | None, per_trial: float,
           before: int | None = None) -> str | None:
-    """Why no further trial may start (``None``: it may), counting trials numbered below ``before``."""
+    """Why no further trial may start (``None``: it may), counting trials numbered below ``before``.
+
+    A trial that was retried counts once: its retry (waiting, running or finished) carries its budget.
+    """
     from optuna.trial import TrialState
 
     started = _started(study, before)
     counted = [t for t in started if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
     if len(counted) >= trials:
         return f"the study has {len(counted)} trials (--trials {trials})"
-    spent = sum(float(t.user_attrs.get("budget_flops", per_trial)) for t in started)
+    retried = {n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])}
+    spent = sum(float(t.user_attrs.get("budget_flops", per_trial)) for t in started if t.number not in retried)
     if budget is not None and spent + per_trial > budget:
         return f"--budget {budget:g} reached: {spent:g} FLOPs started, a trial needs {per_trial:g}"
     return None
@@ -141,9 +275,17 @@ def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [float(trial.user_attrs.get("constraint", 0.0))]
 
 
+class _Skipped(Exception):
+    """A trial asked for after another worker filled the study: recorded as failed and ``skipped``."""
+
+
 def search(storage: optuna.storages.BaseStorage, study_name: str, base: GrowConfig, out: Path, trials: int,
            budget: float | None, max_macs: float | None, seed_value: int | None) -> int:
-    """Add trials to the study until ``trials`` exist or ``budget`` is spent; returns the exit code (0)."""
+    """Add trials to the study until ``trials`` exist or ``budget`` is spent; returns the exit code (0).
+
+    Trials run in Optuna's ``study.optimize`` loop, which records the heartbeat of RDB storages and fails stale
+    trials before each new one; dead workers' trials are retried (see the module's docstring).
+    """
     import optuna
 
     from .config import GrowConfig
@@ -164,34 +306,56 @@ def search(storage: optuna.storages.BaseStorage, study_name: str, base: GrowConf
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constraints_func=_constraints if max_macs else None)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     per_trial = base.budget_flops
-    ran = 0
-    while (reason := _room(study, trials, budget, per_trial)) is None:
-        trial = study.ask()
+    stopped: dict[str, Any] = {"reason": None, "ran": 0}
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
         # Another worker may have started trials meanwhile: decide by the trials numbered before this one.
         late = _room(study, trials, budget, per_trial, before=trial.number)
         if late is not None:
             trial.set_user_attr("skipped", late)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            reason = late
-            break
+            raise _Skipped(late)
+        config = GrowConfig(**{**base.to_dict(), **suggest(trial)})  # a retry: the dead trial's parameters
+        retry_of, previous = trial.user_attrs.get("number"), trial.user_attrs.get("run_dir")  # copied by the retry
+        trial.set_user_attr("number", trial.number)
         trial.set_user_attr("budget_flops", per_trial)
-        config = GrowConfig(**{**base.to_dict(), **suggest(trial)})
-        run_dir = out / "trials" / str(trial.number)
+        trial.set_user_attr("worker", worker_id())
+        run_dir, resume = out / "trials" / str(trial.number), None
+        if retry_of is not None:
+            trial.set_user_attr("retry_of", retry_of)
+            if previous is not None and _claim(Path(previous), retry_of):
+                run_dir = resume = Path(previous)
+            print(f"trial {trial.number}: retries trial {retry_of}, whose worker died: "
+                  f"{f'resuming {resume}' if resume else f'starting anew in {run_dir}'}", flush=True)
         trial.set_user_attr("run_dir", str(run_dir))
         try:
-            run = Run.open(config, run_dir, kind="grow")
+            run = Run.open(config, None if resume else run_dir, resume, kind="grow")
             summary = run.fit(GrowthController(config), display=None)
-        except BaseException as err:  # a failed or interrupted trial is recorded as such, then the error goes on
+        except BaseException as err:  # recorded on the failed trial; Optuna marks it failed and raises it again
             trial.set_user_attr("error", first_line(err, 200))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         trial.set_user_attr("summary", json.loads(json.dumps(summary, default=str)))
+        trial.set_user_attr("genotype", json.loads((run_dir / "genotype.json").read_text()))
         trial.set_user_attr("constraint", float(summary["macs"]) - max_macs if max_macs else 0.0)
-        study.tell(trial, [float(summary["val_acc"]), float(summary["macs"])])
-        ran += 1
+        stopped["ran"] += 1
         print(f"trial {trial.number}: val_acc {summary['val_acc']:.4f}, test_acc {summary['test_acc']:.4f}, "
               f"{summary['macs'] / 1e6:.3f}M MACs, widths {summary['widths']} ({run_dir})", flush=True)
-    print(f"{ran} trial{'s' * (ran != 1)} run by this worker; stopped: {reason}", flush=True)
+        return float(summary["val_acc"]), float(summary["macs"])
+
+    def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        stopped["reason"] = trial.user_attrs.get("skipped")
+        if stopped["reason"] is None:
+            reap_dead_trials(study, storage)
+            stopped["reason"] = _room(study, trials, budget, per_trial)
+        if stopped["reason"] is not None:
+            study.stop()
+
+    reap_dead_trials(study, storage)
+    stopped["reason"] = _room(study, trials, budget, per_trial)
+    if stopped["reason"] is None:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported here, or raised
+        study.optimize(objective, catch=(_Skipped,), callbacks=[after], gc_after_trial=False)
+    ran = stopped["ran"]
+    print(f"{ran} trial{'s' * (ran != 1)} run by this worker; stopped: {stopped['reason']}", flush=True)
     return 0
 
 
@@ -229,7 +393,7 @@ def show(args: argparse.Namespace) -> int:
         s = t.user_attrs.get("summary", {})
         rows.append((str(t.number), t.state.name.lower(), f"{s.get('val_acc', t.values[0]):.4f}",
                      f"{s['test_acc']:.4f}" if "test_acc" in s else "-", f"{t.values[1] / 1e6:.3f}M",
-                     f"{s['params']:,}" if "params" in s else "-", str(s.get("widths", "-"))))
+                     f"{s['params']:,}" if "params" in s else "-", str(s.get("widths", "-")), genotype_file(t)))
     counts = {state: sum(t.state == state for t in trials) for state in TrialState}
     print(f"study {study.study_name}: {len(trials)} trials ("
           + ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items() if n) + f"); "
@@ -237,13 +401,76 @@ def show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("trial", "state", "val_acc", "test_acc", "MACs", "params", "widths", title="Pareto front")
+    table = Table("trial", "state", "val_acc", "test_acc", "MACs", "params", "widths", "genotype",
+                  title="Pareto front")
     for row in rows:
         table.add_row(*row)
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    Console(width=240 if not sys.stdout.isatty() else None).print(table)
     if complete:
         path = plot_front(complete, front, out / "pareto.png", study.study_name)
         print(f"plot: {path}")
+        print(f"train trial N's architecture anew: grow search --from-trial N {_where(args)} [--budget-per-trial F] "
+              "[--data D], or grow train --genotype <its genotype.json>")
+    return 0
+
+
+def genotype_file(trial: optuna.trial.FrozenTrial) -> str:
+    """Where a trial's final architecture is on this machine; "-" where it is not (it is in the study too)."""
+    path = Path(trial.user_attrs.get("run_dir", "-")) / "genotype.json"
+    return str(path) if path.is_file() else "-"
+
+
+def _where(args: argparse.Namespace) -> str:
+    """The options that name a study, as given."""
+    return " ".join(f"{flag} {value}" for flag, value in (("--out", args.out), ("--storage", args.storage),
+                                                          ("--study", args.study)) if value is not None)
+
+
+def retrain(args: argparse.Namespace) -> int:
+    """``grow search --from-trial N``: train trial N's final architecture anew from scratch, as ``grow train
+    --genotype`` would, in ``<out>/from-trial-<N>-<data>-<budget>``.
+
+    By default at the study's per-trial budget on its data (and subset); ``--budget-per-trial``, ``--data``,
+    ``--subset``, ``--seed-value`` and ``--device`` change that. The architecture comes from the study (the
+    trial's user attributes), so this works on any machine that reaches the study's storage.
+    """
+    from optuna.trial import TrialState
+
+    from .config import TrainConfig
+    from .display import make_display
+    from .run import Run
+
+    study, out = _load(args)
+    number = args.from_trial
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None:
+        raise SearchError(f"study {study.study_name} has no trial {number}")
+    genotype = trial.user_attrs.get("genotype")
+    if genotype is None and genotype_file(trial) != "-":  # a study from before the genotype was recorded
+        genotype = json.loads(Path(genotype_file(trial)).read_text())
+    if trial.state != TrialState.COMPLETE or genotype is None:
+        raise SearchError(f"trial {number} is {trial.state.name.lower()}: no final architecture to train")
+    settings = study.user_attrs.get("settings", {})
+    data = args.data or settings.get("data", "sample")
+    subset = args.subset if args.subset is not None or args.data is not None else settings.get("subset")
+    budget = args.budget_per_trial or settings.get("budget_per_trial")
+    if budget is None:
+        raise SearchError("--from-trial needs --budget-per-trial (the study records none)")
+    config = TrainConfig(seed=settings.get("seed", "resnet20"), genotype=genotype, data=data, subset=subset,
+                         budget_flops=budget, seed_value=args.seed_value, device=args.device)
+    run_dir = out / f"from-trial-{number}-{Path(data).name}-{budget:g}"
+    if run_dir.exists():
+        raise SearchError(f"trial {number}'s architecture was trained in {run_dir} already (grow train --resume "
+                          f"{run_dir} continues it if it stopped)")
+    run = Run.open(config, run_dir, kind="train")
+    display = make_display(False)
+    try:
+        summary = run.fit(display=display)
+    finally:
+        if display is not None:
+            display.close()
+    print(f"trial {number}'s architecture trained anew: test_acc {summary['test_acc']:.4f}, val_acc "
+          f"{summary['val_acc']:.4f}, {summary['macs'] / 1e6:.3f}M MACs, widths {summary['widths']} ({run_dir})")
     return 0
 
 

@@ -6,12 +6,14 @@ The end-to-end tests run tiny studies on the shipped sample data (3e10 FLOPs a t
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import run_grow
+from conftest import run_grow, start_grow
 
 STUDY = ("search", "--data", "sample", "--subset", "300", "--budget-per-trial", "3e10", "--seed", "resnet8-thin",
          "--seed-value", "0")
@@ -64,6 +66,20 @@ def test_a_study_runs_joins_shows_and_respects_its_budget(tmp_path: Path) -> Non
     shown = run_grow("search", "--show", "--out", str(out), check=True)
     assert "Pareto front" in shown.stdout and "val_acc" in shown.stdout and "MACs" in shown.stdout
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in shown.stdout.splitlines()
+            if line.startswith("│")]  # trial, state, ..., widths, genotype
+    assert rows and all(row[-1] == str(out / "trials" / row[0] / "genotype.json") for row in rows)
+    front = [row[0] for row in rows]
+
+    # --from-trial: the trial's final architecture trained anew (SGD, as grow train --genotype), here at the
+    # study's budget and data; the architecture comes from the study itself.
+    number = front[0]
+    again = run_grow("search", "--from-trial", number, "--out", str(out), "--seed-value", "1", check=True)
+    retrained = out / f"from-trial-{number}-sample-3e+10"
+    assert f"trial {number}'s architecture trained anew" in again.stdout
+    assert json.loads((retrained / "genotype.json").read_text()) == _trials(out)[int(number)].user_attrs["genotype"]
+    config = json.loads((retrained / "config.json").read_text())
+    assert config["kind"] == "train" and config["config"]["subset"] == 300
 
 
 @pytest.mark.slow
@@ -82,6 +98,48 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: t
 
 
 @pytest.mark.slow
+def test_a_trial_whose_worker_died_is_retried_and_resumes_its_run_directory(tmp_path: Path) -> None:
+    # The journal file has no heartbeat: the next worker on this host sees that the trial's process is gone.
+    out = tmp_path / "study"
+    common = ("search", "--data", "sample", "--subset", "300", "--budget-per-trial", "6e10", "--seed",
+              "resnet8-thin", "--seed-value", "0", "--out", str(out))
+    args = (*common, "--trials", "1")
+    worker = start_grow(*args)
+    run_dir = out / "trials" / "0"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "metrics.jsonl").read_text():
+        assert worker.poll() is None, worker.communicate()[1]  # still training: one evaluation written
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert [t.state.name for t in _trials(out)] == ["RUNNING"]
+
+    result = run_grow(*args, check=True)
+    assert f"trial 1: retries trial 0, whose worker died: resuming {run_dir}" in result.stdout
+    first, retry = _trials(out)
+    assert (first.state.name, retry.state.name) == ("FAIL", "COMPLETE") and retry.params == first.params
+    assert retry.system_attrs["retry_history"] == [0] and retry.user_attrs["run_dir"] == str(run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["val_acc"] == retry.values[0]
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0"]
+    # The dead trial and its retry are one trial's compute against --budget: 6e10, not 1.2e11.
+    more = run_grow(*common, "--trials", "5", "--budget", "1.1e11", check=True)
+    assert "stopped: --budget 1.1e+11 reached: 6e+10 FLOPs started" in more.stdout
+
+
+def test_a_live_worker_is_told_from_a_dead_one() -> None:
+    from growth.search import worker_alive, worker_id
+
+    me = worker_id()
+    assert worker_alive(me) and worker_alive({**me, "host": "another-host", "pid": 1 << 30})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert not worker_alive({**me, "pid": dead.pid, "start": "0"})
+    if me["start"] is not None:  # Linux: a reused process id is not the dead worker
+        assert not worker_alive({**me, "start": str(int(me["start"]) - 1)})
+
+
+@pytest.mark.slow
 def test_show_of_an_unknown_study_or_a_missing_journal_is_exit_2(tmp_path: Path) -> None:
     missing = run_grow("search", "--show", "--out", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
@@ -95,3 +153,11 @@ def test_show_of_an_unknown_study_or_a_missing_journal_is_exit_2(tmp_path: Path)
                        "--out", str(tmp_path / "plots"))
     assert unknown.returncode == 2 and "no study named 'nope'" in unknown.stderr
     assert len(unknown.stderr.splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == before
+    for trial, message in (("7", "study other has no trial 7"), ("0", "trial 0 is running: no final architecture")):
+        if trial == "0":
+            study = optuna.load_study(study_name="other", storage=f"sqlite:///{db}")
+            study.ask()
+        retrain = run_grow("search", "--from-trial", trial, "--storage", f"sqlite:///{db}", "--study", "other",
+                           "--out", str(tmp_path / "retrain"))
+        assert retrain.returncode == 2 and message in retrain.stderr and len(retrain.stderr.splitlines()) == 1
+        assert not (tmp_path / "retrain").exists()
