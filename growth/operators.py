@@ -11,6 +11,8 @@ DessiLBI's ``entry_step`` -1).
   (in train and eval mode: new channels have their own BatchNorm statistics and nobody reads them).
 * :func:`prune` keeps a chosen subset of a group's channels and :func:`remove_block` deletes a
   residual block (both used by the pruning baselines).
+* :func:`replicate` appends exact copies of chosen channels (Net2Net's widening,
+  ``baselines.literature_growth``, which then splits the consumers' weights among the copies).
 * :func:`deepen` appends a block to a stage that computes the identity: for a ResNet a basic block
   whose last BatchNorm weight is 0 (exact in both modes); for a VGG a conv+BN+ReLU whose conv is a
   Dirac kernel and whose BN is the identity in eval mode (in train mode the new BN normalises with
@@ -59,6 +61,24 @@ def prune(model: nn.Module, group: str | ChannelGroup, keep: torch.Tensor | list
     if keep.numel() == 0 or keep.unique().numel() != keep.numel() or int(keep.max()) >= group.width:
         raise ValueError(f"prune of {group.name} needs distinct indices in [0, {group.width}), "
                          "at least one")
+    return _resize(model, group, keep, 0, optimizer)
+
+
+def replicate(model: nn.Module, group: str | ChannelGroup, sources: torch.Tensor | list[int],
+              optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Append one channel per entry of ``sources``, each an exact copy of that existing channel.
+
+    A copy takes its source's incoming weights, BatchNorm parameters and statistics, its routing
+    through a zero-padding shortcut and its optimizer state, so it computes the same values in
+    train and eval mode. Every consumer reads a copy with the source's weights, so the function
+    changes (each source now counts once per copy) until the caller divides the consumers' columns
+    among the copies, as Net2Net's widening does. Returns ``model``.
+    """
+    group = _resolve(model, group)
+    sources = torch.as_tensor(sources, dtype=torch.long).flatten()
+    if sources.numel() == 0 or int(sources.min()) < 0 or int(sources.max()) >= group.width:
+        raise ValueError(f"replicate of {group.name} needs source indices in [0, {group.width}), at least one")
+    keep = torch.cat([torch.arange(group.width), sources])
     return _resize(model, group, keep, 0, optimizer)
 
 
@@ -166,7 +186,10 @@ def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: in
             new_data = _take(old.detach(), dim if old.dim() > 1 else 0, keep, n_new, fill,
                              new_tensor.detach().to(old))
             if channels_last and new_data.dim() == 4:
-                new_data = new_data.contiguous(memory_format=torch.channels_last)
+                # .to() gives the canonical strides that placing a rebuilt model gives (Trainer.place):
+                # .contiguous() keeps a 1-input-channel stem's (C, 1, k, k) weight as it is, whose other
+                # strides pick another conv kernel, so a resumed run would drift from an uninterrupted one.
+                new_data = new_data.to(memory_format=torch.channels_last)
             if isinstance(old, nn.Parameter):
                 if old in state_of:
                     _resize_state(state_of[old], tuple(old.shape), dim, keep, n_new)
