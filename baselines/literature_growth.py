@@ -293,10 +293,11 @@ class VarianceTransferController(UniformGrowthController):
         self._scales: list[tuple[nn.Parameter, torch.Tensor, float]] = []  # (param, per-entry multiple, decay)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"rates": self.rates}
+        return {"rates": self.rates, "final": genotype_to_dict(self.final)}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.rates = list(state["rates"])
+        # The run's own final network, even if the size rule has changed since it started.
+        self.rates, self.final = list(state["rates"]), genotype_from_dict(state["final"])
 
     def width_frac(self, step: int) -> float:
         """Share of the final width after growth step ``step``: geometric from the start share to 1."""
