@@ -39,7 +39,7 @@ from .registry import (
     register_method,
 )
 
-_METHOD_MODULES = ("fixed", "grow_method", "scs", "sss", "slimming", "dessilbi_prune")
+_METHOD_MODULES = ("fixed", "grow_method", "scs", "sss", "slimming", "dessilbi_prune", "literature_growth")
 
 
 def _import_methods() -> None:

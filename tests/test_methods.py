@@ -28,6 +28,8 @@ SPECS = {
     "slimming": "slimming:resnet20-thin",
     "dessilbi-prune": "dessilbi-prune:resnet20-thin",
     "scs": "scs:resnet20-thin",
+    "vt": "vt:resnet8-thin",
+    "net2net": "net2net:resnet8-thin",
 }
 SUMMARY_KEYS = ("test_acc", "val_acc", "params", "macs", "forward_flops", "train_flops", "budget_flops", "widths",
                 "epochs", "train_time_s")
