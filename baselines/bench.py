@@ -20,6 +20,13 @@ seed value (against the frontier cells of the same seed value), then mean ± std
 Settings that shape a cell (budget, data, subset, validation size, size target) must match when a
 bench is continued; methods and seeds may be added.
 
+``grow bench --jobs N`` runs N cells at once, each in a process of its own: on CPU pinned to its own core
+(``os.sched_setaffinity``) with one thread; with ``--devices cuda:0,cuda:1`` one cell per GPU
+(``CUDA_VISIBLE_DEVICES``). Cells are seeded and independent, so the record is the one a serial bench writes
+(same entries, same order); what orders them is kept: a cell that takes its size target or genotype from
+the ``grow`` cell of its seed starts after it, and a cell is compared for twins only with the cells before
+it in the serial order. The table and plots are rewritten after each finished cell, in both modes.
+
 Two cells whose training is the same (same :func:`run_identity`) are run once: the later one is
 recorded as ``same_as`` the earlier and its row says so. This happens where the budget rule keeps
 the seed: ``grow``, ``grow-uniform`` and ``dessilbi:<seed>`` are then all DessiLBI on the seed, and
@@ -32,9 +39,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,11 +98,12 @@ def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
 
 def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
               target_macs: float | None = None, display_factory: Callable[[], Any] | None = None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, jobs: int = 1, devices: list[int] | None = None) -> dict:
     """Run (or resume) every cell; returns the bench record also written to bench.json.
 
     A cell that fails is recorded with its one-line error and the bench goes on; running the bench
-    again retries it.
+    again retries it. ``jobs`` > 1 runs that many cells at once (:func:`run_parallel`): one on each CUDA
+    device of ``devices`` if given, else each on a CPU core of its own.
     """
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
@@ -124,20 +134,72 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
     c, h, w = data.train_x.shape[1:]
     shape = (int(c), int(h), int(w))
     grow_spec = next((s for s in specs if s.name == "grow"), MethodSpec("grow"))
-    for spec in _order(specs):
-        for seed in seeds:
-            key = f"{spec}/seed{seed}"
+    cells = [(spec, seed) for spec in _order(specs) for seed in seeds]
+    if jobs > 1 or devices:
+        run_parallel(cells, grow_spec, base, data, shape, record, out, target_macs, log, jobs, devices)
+    else:
+        for spec, seed in cells:
             try:
                 entry = _run_cell(spec, seed, grow_spec, base, data, shape, record, out, target_macs,
                                   display_factory, log)
             except Exception as err:  # a failing cell (bad settings, out of memory) does not stop the bench
-                entry = {"method": str(spec), "seed": seed, "failed": one_line(err)}
-                log(f"[bench] {key}: failed: {entry['failed']}")
-            record["cells"][key] = entry
-            atomic_write_json(record_path, record)
+                entry = _failed(spec, seed, one_line(err), log)
+            _record(record, out, f"{spec}/seed{seed}", entry)
     atomic_write_json(record_path, record)
     write_report(out)
     return record
+
+
+def _failed(spec: MethodSpec, seed: int, message: str, log: Callable[[str], None]) -> dict:
+    log(f"[bench] {spec}/seed{seed}: failed: {message}")
+    return {"method": str(spec), "seed": seed, "failed": message}
+
+
+def _record(record: dict, out: Path, key: str, entry: dict, order: list[str] | None = None) -> None:
+    """Enter a cell's entry (in ``order``, the serial bench's, if given) and write bench.json; the table and
+    plots too when the cell finished."""
+    record["cells"][key] = entry
+    if order is not None:
+        record["cells"] = {k: record["cells"][k] for k in order if k in record["cells"]}
+    atomic_write_json(out / "bench.json", record)
+    if "failed" not in entry:
+        write_report(out)
+
+
+def _plan(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig, data: Any,
+          shape: tuple[int, int, int], record: dict, out: Path, target_macs: float | None) -> tuple[Any, Any, str]:
+    """A cell's config, controller and :func:`run_identity`; its size target and (``scratch``) genotype come
+    from the ``grow`` cell of its seed where the bench has one."""
+    target = _size_target(spec, seed, grow_spec, record, target_macs)
+    extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y)}
+    grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
+    if spec.name == "scratch" and grown_genotype.exists():
+        extra["grown_genotype"] = json.loads(grown_genotype.read_text())
+    options = MethodOptions(target_macs=target, extra=extra)
+    config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
+    return config, controller, run_identity(config, controller, shape, data.num_classes)
+
+
+def _size_target(spec: MethodSpec, seed: int, grow_spec: MethodSpec, record: dict,
+                 target_macs: float | None) -> float | None:
+    grown = record["cells"].get(f"{grow_spec}/seed{seed}", {})
+    return target_macs or (grown.get("macs") if spec.name in SIZE_TARGETED else None)
+
+
+def _twin(record: dict, key: str, identity: str) -> str | None:
+    """The cell of the record that is the same run as ``key`` (the first such), if any."""
+    return next((k for k, c in record["cells"].items() if k != key and c.get("identity") == identity
+                 and not c.get("same_as")), None)
+
+
+def _twin_entry(record: dict, spec: MethodSpec, seed: int, twin: str, log: Callable[[str], None]) -> dict:
+    log(f"[bench] {spec}/seed{seed}: the same run as {twin}, not run again")
+    return {**record["cells"][twin], "method": str(spec), "seed": seed, "same_as": twin}
+
+
+def _needs_grown(spec: MethodSpec, target_macs: float | None) -> bool:
+    """Whether a cell takes its size target or genotype from the grow cell of its seed."""
+    return spec.name == "scratch" or (spec.name in SIZE_TARGETED and not target_macs)
 
 
 def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig, data: Any,
@@ -148,22 +210,13 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
 
     key = f"{spec}/seed{seed}"
     directory = cell_dir(out, spec, seed)
-    grown = record["cells"].get(f"{grow_spec}/seed{seed}", {})
-    target = target_macs or (grown.get("macs") if spec.name in SIZE_TARGETED else None)
-    extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y)}
-    grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
-    if spec.name == "scratch" and grown_genotype.exists():
-        extra["grown_genotype"] = json.loads(grown_genotype.read_text())
-    options = MethodOptions(target_macs=target, extra=extra)
-    config, controller = configure(spec, dataclasses.replace(base, seed_value=seed), options)
-    identity = run_identity(config, controller, shape, data.num_classes)
+    config, controller, identity = _plan(spec, seed, grow_spec, base, data, shape, record, out, target_macs)
+    target = _size_target(spec, seed, grow_spec, record, target_macs)
     if (directory / "summary.json").exists():
         return _cell_entry(spec, seed, out, directory, identity)
-    twin = next((k for k, c in record["cells"].items() if k != key and c.get("identity") == identity
-                 and not c.get("same_as")), None)
+    twin = _twin(record, key, identity)
     if twin is not None:
-        log(f"[bench] {key}: the same run as {twin}, not run again")
-        return {**record["cells"][twin], "method": str(spec), "seed": seed, "same_as": twin}
+        return _twin_entry(record, spec, seed, twin, log)
     resume = directory if (directory / CHECKPOINT).exists() else None
     if resume is None and directory.is_dir() and {p.name for p in directory.iterdir()} <= RUN_START_FILES:
         shutil.rmtree(directory)  # a cell that stopped before its first checkpoint: nothing to resume, start anew
@@ -179,6 +232,117 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
     log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
         f"train FLOPs {summary['train_flops']:.3g}")
     return _cell_entry(spec, seed, out, directory, identity)
+
+
+def cpu_slots(jobs: int) -> list[dict[str, int]]:
+    """One slot per job: a CPU core each (round robin over the cores this process may use)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
+    return [{"core": cores[i % len(cores)]} if cores[0] is not None else {} for i in range(jobs)]
+
+
+def run_parallel(cells: list[tuple[MethodSpec, int]], grow_spec: MethodSpec, base: TrainConfig, data: Any,
+                 shape: tuple[int, int, int], record: dict, out: Path, target_macs: float | None,
+                 log: Callable[[str], None], jobs: int, devices: list[int] | None = None) -> None:
+    """Run ``cells`` ``jobs`` at a time, each in a fresh process (:func:`_cell_process`), into ``record``.
+
+    The cells are taken in the serial order. A cell that needs the grow cell of its seed waits for it, and
+    so do the cells after it (they may be its twins); a cell whose twin is still running waits for that
+    twin's entry. So every entry, and the record's order, is what a serial bench writes.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state shared with this one
+    slots = [{"cuda": d} for d in devices] if devices else cpu_slots(jobs)
+    free = list(range(len(slots)))[::-1]
+    order = list(record["cells"]) + [k for k in (f"{spec}/seed{seed}" for spec, seed in cells)
+                                     if k not in record["cells"]]
+    keys = {f"{spec}/seed{seed}" for spec, seed in cells}
+    pending = deque(cells)
+    running: dict[Any, tuple[MethodSpec, int, Any, int, str]] = {}  # connection -> (spec, seed, process, ...)
+    parked: list[tuple[MethodSpec, int]] = []  # cells whose twin is running
+    done: set[str] = set()
+    while pending or running:
+        while pending and free:
+            spec, seed = pending[0]
+            key = f"{spec}/seed{seed}"
+            grow_key = f"{grow_spec}/seed{seed}"
+            if _needs_grown(spec, target_macs) and grow_key in keys and grow_key not in done:
+                break  # its size target or genotype is not there yet
+            pending.popleft()
+            try:
+                _, _, identity = _plan(spec, seed, grow_spec, base, data, shape, record, out, target_macs)
+            except Exception as err:
+                _record(record, out, key, _failed(spec, seed, one_line(err), log), order)
+                done.add(key)
+                continue
+            directory = cell_dir(out, spec, seed)
+            twin = _twin(record, key, identity)
+            if (directory / "summary.json").exists():
+                _record(record, out, key, _cell_entry(spec, seed, out, directory, identity), order)
+                done.add(key)
+                continue
+            if twin is not None:
+                _record(record, out, key, _twin_entry(record, spec, seed, twin, log), order)
+                done.add(key)
+                continue
+            if any(other == identity for *_, other in running.values()):
+                parked.append((spec, seed))
+                continue
+            slot = free.pop()
+            pipe, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_cell_process, name=f"bench {key}", daemon=True,
+                                      args=(slots[slot], sender, spec, seed, grow_spec, base, shape, record, out,
+                                            target_macs))
+            process.start()
+            sender.close()
+            running[pipe] = (spec, seed, process, slot, identity)
+        if not running:
+            break
+        for ready in wait(list(running)):
+            receiver: Any = ready
+            spec, seed, process, slot, _ = running.pop(receiver)
+            try:
+                status, value = receiver.recv()
+            except EOFError:  # killed (out of memory, a signal) before it could answer
+                status, value = "failed", None
+            receiver.close()
+            process.join()
+            free.append(slot)
+            if status == "failed":
+                value = _failed(spec, seed, value or f"its process died (exit code {process.exitcode})", log)
+            key = f"{spec}/seed{seed}"
+            _record(record, out, key, value, order)
+            done.add(key)
+        # Parked cells are decided again (twin entry, or their own run if the twin failed), in the serial order.
+        pending.extendleft(reversed(parked))
+        parked.clear()
+
+
+def _cell_process(slot: dict[str, int], sender: Any, spec: MethodSpec, seed: int, grow_spec: MethodSpec,
+                  base: TrainConfig, shape: tuple[int, int, int], record: dict, out: Path,
+                  target_macs: float | None) -> None:
+    """One cell in a process of its own: one thread, on its own core or CUDA device; sends back
+    ``("ok", entry)`` or ``("failed", one-line error)``."""
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if "cuda" in slot:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot["cuda"])  # the cell's "auto"/"cuda" is that device
+    if "core" in slot:
+        os.sched_setaffinity(0, {slot["core"]})
+    import torch
+
+    from growth.data import load_dataset
+
+    torch.set_num_threads(1)
+    try:
+        data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)
+        entry = _run_cell(spec, seed, grow_spec, base, data, shape, record, out, target_macs, None,
+                          lambda line: print(line, flush=True))
+        sender.send(("ok", entry))
+    except Exception as err:  # recorded as a failed cell, as in a serial bench
+        sender.send(("failed", one_line(err)))
+    finally:
+        sender.close()
 
 
 def one_line(err: BaseException) -> str:

@@ -45,6 +45,11 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
                        "(default: the grown network's MACs)")
     bench.add_argument("--device", default="auto")
+    bench.add_argument("--jobs", type=positive_int, metavar="N", help="cells run at once, each in a process of "
+                       "its own: on CPU one thread on a core of its own; with --devices one per device (default 1, "
+                       "or the number of --devices); the results are those of a serial bench")
+    bench.add_argument("--devices", metavar="LIST", help="CUDA devices for parallel cells, one cell on each at a "
+                       "time, e.g. cuda:0,cuda:1")
     bench.add_argument("--quiet", action="store_true")
 
 
@@ -71,6 +76,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         mults = ()
     if not mults or not all(0 < m < float("inf") for m in mults):
         raise UsageError(f"--frontier-mults takes positive comma-separated numbers, got {args.frontier_mults!r}")
+    devices = _devices(args.devices, args.device)
+    jobs = args.jobs or (len(devices) if devices else 1)
+    if devices and jobs > len(devices):
+        raise UsageError(f"--jobs {jobs} with {len(devices)} --devices: one cell per device at a time")
     base = TrainConfig(data=args.data, budget_flops=args.budget, subset=args.subset,
                        val_size=args.val_size, device=args.device)
     try:
@@ -84,8 +93,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     record = run_bench(methods, seeds, base, Path(args.out) if args.out else default_bench_dir(),
-                       target_macs=args.target_macs,
-                       display_factory=None if args.quiet else (lambda: make_display(False)))
+                       target_macs=args.target_macs, jobs=jobs, devices=devices,
+                       display_factory=None if args.quiet or jobs > 1 else (lambda: make_display(False)))
     print_table(record)
     failures = failed_cells(record)
     if failures:
@@ -93,6 +102,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
               "command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _devices(text: str | None, device: str) -> list[int] | None:
+    """``--devices cuda:0,cuda:1`` as device indices (each cell sees its one device as ``cuda``)."""
+    if text is None:
+        return None
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names or not all(n.startswith("cuda:") and n[5:].isdigit() for n in names) or len(set(names)) < len(names):
+        raise UsageError(f"--devices takes distinct CUDA devices like cuda:0,cuda:1, got {text!r}")
+    if device not in ("auto", "cuda"):
+        raise UsageError(f"--devices with --device {device}: leave --device as auto (or cuda)")
+    return [int(n[5:]) for n in names]
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -172,10 +172,11 @@ def test_a_growth_run_that_plans_no_growth_is_the_same_run_whatever_the_allocati
 
 
 @pytest.mark.slow
-def test_a_failing_cell_is_recorded_and_the_bench_goes_on(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_failing_cell_is_recorded_and_the_bench_goes_on(tmp_path, jobs):
     out = tmp_path / "bench"
     res = run_grow("bench", "--budget", "3e10", "--methods", "scs:vgg16-thin,fixed:resnet8-thin", "--seeds", "0",
-                   "--data", "sample", "--subset", "300", "--out", str(out), "--quiet")
+                   "--data", "sample", "--subset", "300", "--out", str(out), "--quiet", "--jobs", jobs)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "1 cell(s) failed" in res.stderr
     cells = json.loads((out / "bench.json").read_text())["cells"]
@@ -220,3 +221,67 @@ def test_continuing_a_bench_with_a_setting_that_shapes_its_cells_is_refused(tmp_
                    "--out", str(out), "--quiet", timeout=120)
     assert res.returncode == 2 and "choose another --out" in res.stderr and len(res.stderr.splitlines()) == 1
     assert (out / "bench.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["bench.json"]
+
+
+@pytest.mark.slow
+def test_a_parallel_bench_records_what_the_serial_one_does(tmp_path):
+    # uniform waits for grow (its size target); width@1 is uniform's twin (at this budget grow keeps the
+    # seed), so it waits for uniform's entry; width@2 runs beside uniform.
+    methods = "grow:resnet8-thin,uniform:resnet8-thin,width:resnet8-thin@1,width:resnet8-thin@2"
+    records = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        res = run_grow("bench", "--budget", "3e10", "--methods", methods, "--seeds", "0", "--data", "sample",
+                       "--subset", "300", "--out", str(out), "--quiet", "--jobs", jobs)
+        assert res.returncode == 0, res.stderr
+        records[jobs] = json.loads((out / "bench.json").read_text())
+        assert (out / "bench.md").is_file() and (out / "acc_vs_macs.png").is_file()
+    serial, parallel = (records[j]["cells"] for j in ("1", "2"))
+    assert list(parallel) == list(serial)  # same cells, in the same order
+    for key, cell in serial.items():
+        timeless = {k: v for k, v in cell.items() if k != "train_time_s"}
+        assert {k: v for k, v in parallel[key].items() if k != "train_time_s"} == timeless
+    assert parallel["width:resnet8-thin@1/seed0"]["same_as"] == "uniform:resnet8-thin/seed0"
+
+
+def test_parallel_cells_are_pinned_each_to_a_core_of_its_own():
+    import os
+
+    from baselines.bench import cpu_slots
+
+    cores = sorted(os.sched_getaffinity(0))
+    slots = cpu_slots(len(cores) + 1)
+    assert [s["core"] for s in slots[:len(cores)]] == cores and slots[-1]["core"] == cores[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (("--devices", "gpu0"), "--devices takes distinct CUDA devices"),
+    (("--devices", "cuda:0,cuda:0"), "--devices takes distinct CUDA devices"),
+    (("--devices", "cuda:0", "--jobs", "2"), "--jobs 2 with 1 --devices"),
+    (("--devices", "cuda:0", "--device", "cpu"), "--devices with --device cpu"),
+])
+def test_bad_parallel_options_are_one_line_exit_2(tmp_path, args, message):
+    res = run_grow("bench", "--budget", "3e10", "--methods", "fixed:resnet8-thin", "--seeds", "0",
+                   "--out", str(tmp_path / "b"), *args, timeout=120)
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_a_cell_failing_in_its_own_process_is_recorded_as_failed(tmp_path):
+    from growth.runstore import atomic_write_json
+
+    out = tmp_path / "bench"
+    settings = {"budget_flops": 3e10, "data": "sample", "subset": 300, "val_size": None, "target_macs": None,
+                "methods": ["fixed:resnet8-thin"], "seeds": [0]}
+    cell = out / "cells" / "fixed-resnet8-thin" / "seed0"
+    cell.mkdir(parents=True)
+    atomic_write_json(out / "bench.json", {"settings": settings, "cells": {}})
+    (cell / "notes.txt").write_text("not a run")  # the cell's process refuses to write over it
+    res = run_grow("bench", "--budget", "3e10", "--methods", "fixed:resnet8-thin", "--seeds", "0", "--data",
+                   "sample", "--subset", "300", "--out", str(out), "--quiet", "--jobs", "2")
+    assert res.returncode == 1 and "1 cell(s) failed" in res.stderr and "Traceback" not in res.stderr
+    failed = json.loads((out / "bench.json").read_text())["cells"]["fixed:resnet8-thin/seed0"]["failed"]
+    assert "exists and is not empty" in failed and "\n" not in failed
+    assert (cell / "notes.txt").read_text() == "not a run"
