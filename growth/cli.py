@@ -131,6 +131,74 @@ def lam_arg(text: str) -> float | str:
 _PARSERS: dict[str, Callable[[str], Any]] = {"budget": budget_arg, "count": positive_int, "lam": lam_arg}
 _TYPES: dict[str, Callable[[str], Any]] = {"float": finite_float, "int": int, "str": str}
 
+# The range of each numeric option, refused at parse time outside it: (low, high, low included, high
+# included), None for no bound. What the optimizer, the loss or the schedule could not use, and learning
+# rates no network trains at (an lr that merely diverges is stopped by the trainer, see growth.trainer).
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "lr": (0, 1e6, False, True),
+    "batch_size": (2, 2**31 - 1, True, True),
+    "momentum": (0, 1, True, False),
+    "weight_decay": (0, 1, True, True),
+    "label_smoothing": (0, 1, True, False),
+    "warmup_frac": (0, 1, True, False),
+    "decay_start_frac": (0, 1, True, False),
+    "eval_every_frac": (0, 1, False, True),
+    "checkpoint_every_s": (0, None, True, False),
+    "seed_value": (0, 2**63 - 2, True, True),
+    "kappa": (0, None, False, False),
+    "nu": (0, None, False, False),
+    "lam": (0, None, False, False),
+    "size_ref_macs": (0, None, False, False),
+    "size_exponent": (0, None, True, False),
+    "min_growth": (0, None, False, False),
+    "grow_until_frac": (0, 1, False, False),
+    "select_frac": (0, 1, False, True),
+    "max_step_factor": (1, None, False, False),
+}
+
+
+def _in_range(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` followed by the range check of option ``name`` (numbers only; ``auto`` passes)."""
+    low, high, low_in, high_in = _RANGES[name]
+
+    def parse_in_range(text: str) -> Any:
+        value = parse(text)
+        if isinstance(value, (int, float)):
+            below = low is not None and (value < low or (value == low and not low_in))
+            above = high is not None and (value > high or (value == high and not high_in))
+            if below or above:
+                lo, hi = (str(v) if isinstance(v, int) else f"{v:g}" for v in (low, high))
+                shown = (f"{'[' if low_in else '('}{lo}, {hi}{']' if high_in else ')'}" if high is not None
+                         else f"{'>=' if low_in else '>'} {lo}")
+                raise argparse.ArgumentTypeError(f"expected a number {'in ' if high is not None else ''}{shown}, "
+                                                 f"got {text!r}")
+        return value
+
+    return parse_in_range
+
+
+def option_type(f: dataclasses.Field, meta: dict) -> Callable[[str], Any]:
+    """How the option of config field ``f`` parses its text (its type, or ``meta["parse"]``, and range)."""
+    base_type = str(f.type).replace(" | None", "")
+    if meta["choices"]:
+        choices = tuple(meta["choices"])
+
+        def choice(text: str) -> str:
+            if text not in choices:
+                raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {text!r}")
+            return text
+        return choice
+    if base_type == "bool":
+        def boolean(text: str) -> bool:
+            if text.lower() in ("true", "yes", "on", "1"):
+                return True
+            if text.lower() in ("false", "no", "off", "0"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        return boolean
+    parse = _PARSERS[meta["parse"]] if meta["parse"] else _TYPES[base_type]
+    return _in_range(f.name, parse) if f.name in _RANGES else parse
+
 
 def config_options(cls: type) -> list[tuple[dataclasses.Field, dict]]:
     """The fields of config class ``cls`` that are command-line options, with their option metadata.
@@ -174,7 +242,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any
             kwargs["choices"] = meta["choices"]
             del kwargs["metavar"]
         else:
-            kwargs["type"] = _PARSERS[meta["parse"]] if meta["parse"] else _TYPES[base_type]
+            kwargs["type"] = option_type(f, meta)
         target.add_argument(flag, **kwargs)
 
 
@@ -182,6 +250,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     """Options of ``grow`` and ``grow train`` that are not config fields."""
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --resume: continue with this setting changed (repeatable), e.g. lr=0.05 after "
+                   "the run diverged; recorded in the run's config.json. Only the learning-rate schedule (lr, "
+                   "warmup, schedule, decay-start), batch-size, precision, eval-every and checkpoint-every can "
+                   "change: the rest would change what the steps already trained mean")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--genotype", metavar="FILE", help="start from this architecture (a genotype.json, e.g. of a "
                    "growth run) instead of the seed's widths")
@@ -279,15 +352,50 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise UsageError("--budget is required (e.g. --budget 2e13), unless you --resume a run")
     if args.resume is not None and args.out is not None:
         raise UsageError("give either --out (new run) or --resume DIR (existing run), not both")
+    if args.override and args.resume is None:
+        raise UsageError("--override changes the settings of a run you --resume; a new run takes the options "
+                         "themselves (e.g. --lr 0.05)")
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """``--override KEY=VALUE`` as {config field: value}: KEY a field or its option's name, VALUE parsed as
+    that option is; only settings a resumed run may change (growth.runstore.RESUME_SETTINGS)."""
+    from .runstore import RESUME_SETTINGS
+
+    names: dict[str, tuple[dataclasses.Field, dict]] = {}
+    for f, meta in config_options(cls):
+        names[f.name] = names[(meta["flag"] or "--" + f.name)[2:].replace("-", "_")] = (f, meta)
+    allowed = ", ".join((meta["flag"] or "--" + f.name)[2:] for f, meta in config_options(cls)
+                        if f.name in RESUME_SETTINGS)
+    found: dict[str, Any] = {}
+    for item in args.override:
+        key, sep, text = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key or not text.strip():
+            raise UsageError(f"--override {item!r}: expected KEY=VALUE, e.g. --override lr=0.05")
+        if key.replace("-", "_") not in names:
+            raise UsageError(f"--override {key}: no such setting (can change: {allowed})")
+        f, meta = names[key.replace("-", "_")]
+        if f.name not in RESUME_SETTINGS:
+            raise UsageError(f"--override {key}: a resumed run keeps its {key} (changing it would change what "
+                             f"the steps already trained mean); can change: {allowed}")
+        try:
+            found[f.name] = option_type(f, meta)(text.strip())
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"--override {key}: {err}") from None
+    return found
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     _check_run_args(args)  # before the imports below (torch): a usage error answers at once
     from .config import TrainConfig
+
+    overrides = _overrides(args, TrainConfig)
     from .run import Run
 
     genotype = _read_genotype(args.genotype) if args.genotype else None
-    run = Run.open(_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train")
+    run = Run.open(_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train",
+                   overrides=overrides)
     return _run(args, run.store, lambda display: run.fit(display=display))
 
 
@@ -308,11 +416,14 @@ def _read_genotype(path: str) -> dict:
 def cmd_grow(args: argparse.Namespace) -> int:
     _check_run_args(args)  # usage errors first, before the imports below (torch) take their time
     from .config import GrowConfig
+
+    overrides = _overrides(args, GrowConfig)
     from .controller import GrowthController
     from .run import Run
 
     genotype = _read_genotype(args.genotype) if args.genotype else None
-    run = Run.open(_config(args, GrowConfig, genotype=genotype), args.out, args.resume, kind="grow")
+    run = Run.open(_config(args, GrowConfig, genotype=genotype), args.out, args.resume, kind="grow",
+                   overrides=overrides)
     config = run.config
     assert isinstance(config, GrowConfig)  # Run.open keeps the config's class
     return _run(args, run.store, lambda display: run.fit(GrowthController(config), display))

@@ -2,6 +2,13 @@
 its config and metadata, loads the data and hands a :class:`~growth.trainer.Trainer` the seed model
 (or the checkpoint); :func:`train` is a fixed architecture trained to the budget.
 
+A resume trusts nothing on disk: the saved config must be a config of this version with settings a run
+can use, and the checkpoint must be this run's (its format, budget, training images, random seed and,
+for a fixed architecture, its genotype), else one-line :class:`~growth.runstore.RunError`. A resume may
+change the settings in :data:`~growth.runstore.RESUME_SETTINGS` (``overrides``, ``grow --resume DIR
+--override lr=0.05``); each change is recorded in config.json's ``overrides`` list (when, at which step,
+from what to what), and the changed config is what a later resume continues with.
+
 Example:
     >>> from growth.config import TrainConfig
     >>> cfg = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=2e11, subset=512)
@@ -10,20 +17,27 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from search_spaces.errors import first_line
+
 from .config import ConfigError, TrainConfig
 from .data import Dataset, load_dataset
 from .device import resolve_device
-from .runstore import RunError, RunStore
+from .runstore import CHECKPOINT, RESUME_SETTINGS, RunError, RunStore
 from .trainer import Controller, Display, Trainer
+
+CHECKPOINT_FORMAT = 1  # the "format" that growth.trainer writes into every checkpoint
 
 
 def run_metadata() -> dict[str, Any]:
@@ -65,6 +79,110 @@ def _check_inputs(config: TrainConfig, data: Dataset) -> None:
                               f"classes; {config.data} has {data.in_chans} and {data.num_classes}")
 
 
+def _check_settings(config: TrainConfig) -> None:
+    """Raise :class:`ConfigError` (one line) for settings the training loop could not run with, wherever
+    they come from (the command line, a saved config.json, an override): the config's own checks, every
+    number finite, and what the optimizer and the loss would refuse only once training has started."""
+    from torch import nn
+
+    from .optim import make_optimizer
+
+    config.validate()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+    if config.nesterov and config.momentum == 0:
+        raise ConfigError("Nesterov momentum needs a momentum above 0: with --momentum 0 give --no-nesterov")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.seed_value is not None and not 0 <= config.seed_value < 2**63 - 1:
+        raise ConfigError(f"the random seed must be in [0, 2**63 - 1), got {config.seed_value}")
+    probe = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    try:
+        make_optimizer(config, probe)
+    except ValueError as err:  # torch's SGD and DessiLBI check their hyperparameters when built
+        raise ConfigError(f"optimizer settings refused: {first_line(err)}") from None
+
+
+def _read_saved_config(store: RunStore, cls: type[TrainConfig], kind: str) -> tuple[dict[str, Any], TrainConfig]:
+    """config.json of the run in ``store`` and the config it holds, checked as a new run's would be."""
+    where = store.path / "config.json"
+    saved = store.read_json("config.json")
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise RunError(f"{where} has no 'config' settings: not written by grow, or damaged")
+    if saved.get("kind", "train") != kind:
+        raise RunError(f"{store.path} is a {saved.get('kind')} run; resume it with the matching command")
+    try:
+        config = cls.from_dict(saved["config"])
+        _check_settings(config)
+    except ConfigError as err:
+        raise RunError(f"{where}: {err}") from None
+    except (TypeError, ValueError) as err:  # a setting of the wrong type (hand-edited?)
+        raise RunError(f"{where} holds a setting grow cannot use ({first_line(err, 160)})") from None
+    if config.seed_value is None:
+        raise RunError(f"{where} has no random seed (seed_value): not a run grow started")
+    return saved, config
+
+
+def _apply_overrides(config: TrainConfig, overrides: Mapping[str, Any], where: Path) -> dict[str, Any]:
+    """Set ``overrides`` on ``config`` (only :data:`RESUME_SETTINGS` that are options of its class);
+    returns ``{setting: {"from": old, "to": new}}`` for the ones that change."""
+    options = {f.name for f in dataclasses.fields(config) if f.metadata.get("cli", True)}
+    changed: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in RESUME_SETTINGS or name not in options:
+            allowed = ", ".join(s for s in RESUME_SETTINGS if s in options)
+            raise RunError(f"a resumed run keeps its {name} (changing it would change what the steps already "
+                           f"trained mean); a resume can change only {allowed}")
+        old = getattr(config, name)
+        if value != old:
+            setattr(config, name, value)
+            changed[name] = {"from": old, "to": value}
+    try:
+        _check_settings(config)
+    except ConfigError as err:
+        raise RunError(f"--override for {where}: {err}") from None
+    return changed
+
+
+def _check_checkpoint(state: Any, config: TrainConfig, data: Dataset, kind: str, path: Path) -> None:
+    """Raise RunError unless ``state`` is a checkpoint of this version and of the run ``config`` describes
+    (a checkpoint copied from another run would otherwise continue silently as this one)."""
+    from search_spaces import genotype_from_dict, genotype_to_dict, get_genotype
+
+    if not isinstance(state, dict) or "format" not in state:
+        raise RunError(f"{path} is not a grow checkpoint")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} was written by another version of grow (checkpoint format {state['format']}, this "
+                       f"version reads {CHECKPOINT_FORMAT})")
+    try:
+        budget = state["ledger"]["budget_flops"]
+        images = len(state["permutation"])
+        order_gen = torch.Generator()
+        order_gen.set_state(state["order_gen"])
+        genotype = genotype_from_dict(state["genotype"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise RunError(f"{path} is damaged or not a grow checkpoint ({first_line(err, 120)})") from None
+    mismatch = []
+    if budget != config.budget_flops:
+        mismatch.append(f"budget {budget:g} FLOPs, this run's {config.budget_flops:g}")
+    if images != len(data.train_y):
+        mismatch.append(f"{images} training images, this run has {len(data.train_y)}")
+    if order_gen.initial_seed() != config.seed_value:
+        mismatch.append(f"random seed {order_gen.initial_seed()}, this run's {config.seed_value}")
+    if (genotype.in_chans, genotype.num_classes) != (data.in_chans, data.num_classes):
+        mismatch.append(f"{genotype.num_classes} classes of {genotype.in_chans}-channel images, the data have "
+                        f"{data.num_classes} of {data.in_chans}")
+    elif kind == "train":  # a fixed architecture: the checkpoint's is the run's
+        own = config.genotype if config.genotype is not None else genotype_to_dict(
+            get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans))
+        if genotype_to_dict(genotype) != own:
+            mismatch.append(f"another architecture than this run's {config.seed}")
+    if mismatch:
+        raise RunError(f"{path} is another run's checkpoint ({'; '.join(mismatch)}): resume the run it belongs to")
+
+
 @dataclass
 class Run:
     """One run: its config, its directory, its data, and whether it continues from a checkpoint.
@@ -82,21 +200,20 @@ class Run:
 
     @classmethod
     def open(cls, config: TrainConfig, out: str | os.PathLike[str] | None = None,
-             resume: str | os.PathLike[str] | None = None, kind: str = "train") -> Run:
-        """Validate and create the run directory (or reopen ``resume``, whose saved config wins).
+             resume: str | os.PathLike[str] | None = None, kind: str = "train",
+             overrides: Mapping[str, Any] | None = None) -> Run:
+        """Validate and create the run directory (or reopen ``resume``, whose saved config wins, changed by
+        ``overrides``: settings in :data:`~growth.runstore.RESUME_SETTINGS`, recorded in config.json).
 
         Every input is checked before anything is written: a bad input leaves nothing behind.
         """
         from search_spaces import get_genotype
 
         if resume is not None:
-            store = RunStore.open(resume)
-            saved = store.read_json("config.json")
-            if saved.get("kind", "train") != kind:
-                raise RunError(f"{resume} is a {saved.get('kind')} run; resume it with the matching command")
-            config = type(config).from_dict(saved["config"])
-            return cls(config, store, _load_data(config), True)
-        config.validate()
+            return cls._reopen(type(config), resume, kind, overrides or {})
+        if overrides:
+            raise RunError("settings can be overridden only when resuming a run (a new run takes them as options)")
+        _check_settings(config)
         resolve_device(config.device)
         get_genotype(config.seed)  # an unknown seed is reported before the data are read
         data = _load_data(config)
@@ -106,6 +223,24 @@ class Run:
         store = RunStore.create(out or default_run_dir(config.seed),
                                 {"kind": kind, "config": config.to_dict(), **run_metadata()})
         return cls(config, store, data, False)
+
+    @classmethod
+    def _reopen(cls, config_class: type[TrainConfig], resume: str | os.PathLike[str], kind: str,
+                overrides: Mapping[str, Any]) -> Run:
+        store = RunStore.open(resume)
+        saved, config = _read_saved_config(store, config_class, kind)
+        changed = _apply_overrides(config, overrides, store.path) if overrides else {}
+        data = _load_data(config)
+        state = store.load_torch(CHECKPOINT)
+        _check_checkpoint(state, config, data, kind, store.path / CHECKPOINT)
+        if changed:
+            if (store.path / "summary.json").exists():
+                raise RunError(f"{store.path} is finished (its budget is spent): --override would change nothing")
+            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "step": state.get("loop", {}).get("step"),
+                      "settings": changed}
+            saved = {**saved, "config": config.to_dict(), "overrides": [*saved.get("overrides", []), record]}
+            store.write_json("config.json", saved)
+        return cls(config, store, data, True)
 
     def trainer(self, controller: Controller | None = None, display: Display | None = None) -> Trainer:
         """The seed model (or the genotype) on its device; on resume, the checkpoint restored."""

@@ -12,7 +12,17 @@ Layout of a run directory::
 
 JSON files and checkpoints are written to a temporary file, flushed to disk and renamed over the old
 one, so a SIGKILL at any moment leaves either the old or the new version. JSONL files are appended
-line by line; a torn last line is dropped on resume, as are lines newer than the checkpoint.
+line by line; a torn last line is dropped on resume, as are lines newer than the checkpoint. A write
+that fails (a full disk, a read-only directory) is a one-line :class:`RunError` that keeps the previous
+version of the file: the run stays resumable from its last checkpoint.
+
+One process at a time: a process that creates or resumes a run holds an advisory lock (``flock``) on
+its directory until it exits, so a second ``grow`` given the same ``--out`` or ``--resume`` is refused
+instead of interleaving its checkpoints with the first's. The lock is a property of the open
+directory, not a file in it: a killed process leaves nothing behind to clean up.
+
+A resumed run may change only the settings in :data:`RESUME_SETTINGS` (``grow --resume DIR --override
+lr=0.05``): they steer the rest of the run without changing what the checkpoint's steps meant.
 
 Example:
     >>> import tempfile
@@ -27,12 +37,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 from search_spaces.errors import GrowthError
 
 CHECKPOINT = "checkpoint.pt"
+
+#: Settings a resumed run may change (``grow --resume DIR --override KEY=VALUE``): the learning-rate
+#: schedule, the batch size, the precision and how often to evaluate and checkpoint. Each is read afresh
+#: at every step, so the change takes effect at once; none changes what the checkpoint's steps were
+#: (the seed, data, budget, optimizer, growth rule and random seed stay those of the run).
+RESUME_SETTINGS = ("lr", "warmup_frac", "schedule", "decay_start_frac", "batch_size", "precision",
+                   "eval_every_frac", "checkpoint_every_s")
 
 
 class RunError(GrowthError, ValueError):
@@ -57,43 +75,122 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+# Run directories this process holds locked: real path -> [descriptor, number of RunStores using it].
+# Reopening a directory in the same process (a resume after a run, a bench's cells) shares the lock.
+_LOCKS: dict[str, list[int]] = {}
+
+
+def _lock(path: Path) -> str | None:
+    """Lock run directory ``path`` for this process (RunError if another process holds it); the key to
+    :func:`_unlock`, or None where advisory locks do not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    key = os.path.realpath(path)
+    if key in _LOCKS:
+        _LOCKS[key][1] += 1
+        return key
+    try:
+        fd = os.open(key, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        raise RunError(f"cannot open run directory {path}: {_reason(err)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunError(f"{path} is in use by another grow process (one run directory, one process): wait for "
+                       "it to end, or choose another --out") from None
+    _LOCKS[key] = [fd, 1]
+    return key
+
+
+def _unlock(key: str | None) -> None:
+    if key is None or key not in _LOCKS:
+        return
+    _LOCKS[key][1] -= 1
+    if _LOCKS[key][1] <= 0:
+        os.close(_LOCKS.pop(key)[0])  # closing the descriptor releases the lock
+
+
 class RunStore:
+    """The files of one run directory. :meth:`create` and :meth:`open` also lock the directory for this
+    process (see the module's docstring); a plain ``RunStore(path)`` only reads and writes files."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+
+    def _hold_lock(self) -> None:
+        key = _lock(self.path)
+        weakref.finalize(self, _unlock, key)  # released when the store is gone (or the process ends)
 
     # -- creating and opening -----------------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], config: dict[str, Any]) -> RunStore:
-        """A new run at ``path``; refuses an existing non-empty directory (nothing is overwritten)."""
+        """A new run at ``path``; refuses an existing non-empty directory (nothing is overwritten) and a
+        directory another process is using. Nothing is left behind when the config cannot be written."""
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            if (path / CHECKPOINT).exists():
-                raise RunError(f"{path} already holds a run; continue it with --resume {path}")
-            raise RunError(f"{path} exists and is not empty; choose another --out")
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a directory; choose another --out")
+        if path.is_dir():
+            _unlock(_lock(path))  # a run in progress there is reported as such, not as a finished one
+            if any(path.iterdir()):
+                if (path / CHECKPOINT).exists():
+                    raise RunError(f"{path} already holds a run; continue it with --resume {path}")
+                raise RunError(f"{path} exists and is not empty; choose another --out")
+        created = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RunError(f"cannot create run directory {path}: {err.strerror}") from None
+            raise RunError(f"cannot create run directory {path}: {_reason(err)}") from None
         store = cls(path)
-        store.write_json("config.json", config)
+        store._hold_lock()
+        if any(path.iterdir()):  # another process got here between the check above and the lock
+            raise RunError(f"{path} was filled by another process meanwhile; choose another --out")
+        try:
+            atomic_write_json(path / "config.json", config)
+        except OSError as err:
+            for directory in created:  # the directories made here, deepest first, if still empty
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+            raise RunError(f"cannot write the run's config in {path}: {_reason(err)}") from None
         return store
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunStore:
-        """An existing run to resume; it must have a config and a checkpoint."""
+        """An existing run to resume; it must have a config and a checkpoint, and no other process may be
+        running it."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a run directory")
         if not path.is_dir():
             raise RunError(f"no run directory at {path}")
         for name in ("config.json", CHECKPOINT):
             if not (path / name).is_file():
                 raise RunError(f"{path} is not a resumable run: {name} is missing")
-        return cls(path)
+        store = cls(path)
+        store._hold_lock()
+        return store
 
     # -- files ----------------------------------------------------------------------------------------
 
+    def _write_failed(self, name: str, err: OSError) -> RunError:
+        return RunError(f"cannot write {self.path / name} ({_reason(err)}: disk full or read-only?): the files "
+                        f"already in {self.path} are kept; continue with --resume {self.path} once it can be "
+                        "written")
+
     def write_json(self, name: str, obj: Any) -> None:
-        atomic_write_json(self.path / name, obj)
+        try:
+            atomic_write_json(self.path / name, obj)
+        except OSError as err:
+            raise self._write_failed(name, err) from None
 
     def read_json(self, name: str) -> Any:
         try:
@@ -102,9 +199,12 @@ class RunStore:
             raise RunError(f"cannot read {self.path / name}: {err}") from None
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.path / name, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
+        try:
+            with open(self.path / name, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+        except OSError as err:  # a torn last line is dropped on resume
+            raise self._write_failed(name, err) from None
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         path = self.path / name
@@ -123,7 +223,13 @@ class RunStore:
         if not (self.path / name).exists():
             return  # nothing to rewind; do not create an empty file
         records = [r for r in self.read_jsonl(name) if keep(r)]
-        atomic_write_bytes(self.path / name, "".join(json.dumps(r) + "\n" for r in records).encode())
+        text = "".join(json.dumps(r) + "\n" for r in records).encode()
+        if text == (self.path / name).read_bytes():
+            return  # nothing to drop: the file is left untouched
+        try:
+            atomic_write_bytes(self.path / name, text)
+        except OSError as err:
+            raise self._write_failed(name, err) from None
 
     # -- tensors --------------------------------------------------------------------------------------
 
@@ -134,7 +240,10 @@ class RunStore:
 
         buffer = io.BytesIO()
         torch.save(obj, buffer)
-        atomic_write_bytes(self.path / name, buffer.getvalue())
+        try:
+            atomic_write_bytes(self.path / name, buffer.getvalue())
+        except OSError as err:
+            raise self._write_failed(name, err) from None
 
     def load_torch(self, name: str, map_location: Any = "cpu") -> Any:
         import torch

@@ -65,3 +65,29 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tv, "_download", lambda name, root: refuse())
     monkeypatch.delenv("GROWTH_OFFLINE", raising=False)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its kind, size, mtime and content hash: equal snapshots before and
+    after a command mean it wrote, removed and changed nothing there."""
+    import hashlib
+
+    state = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        state[str(path.relative_to(root))] = (path.is_dir(), st.st_size, st.st_mtime_ns, digest)
+    return state
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """Assert that ``grow`` failed as a user should see it: exit ``code``, no traceback, one line on
+    stderr (``grow: error: ...``) holding every needle; returns that line."""
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("grow: error:") or lines[0].startswith("grow: interrupted:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

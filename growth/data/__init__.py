@@ -86,6 +86,11 @@ def load_dataset(
     else:
         path = key[len("imagefolder:"):] if key.startswith("imagefolder:") else key
         root = Path(path).expanduser()
+        if root.exists() and not root.is_dir():
+            raise DataError(
+                f"data path {root} is a file, not a directory; pass a directory containing train/<class>/* "
+                "and test/<class>/* (or one of 'sample', 'cifar10', 'cifar100', 'fashion-mnist')"
+            )
         if not root.is_dir():
             if key.startswith("imagefolder:") or _looks_like_path(path):
                 raise DataError(
@@ -97,6 +102,12 @@ def load_dataset(
         name = f"imagefolder:{root}"
         raw = _load_imagefolder(root, cache)
 
+    if len(raw.classes) < 2:
+        where = f"{name[len('imagefolder:'):]}/train" if name.startswith("imagefolder:") else name
+        raise DataError(
+            f"{where} has one class ({raw.classes[0] if raw.classes else 'none'}); classification needs at "
+            "least two classes (an image folder: one train/<class>/ and test/<class>/ folder per class)"
+        )
     return _split(name, raw, val_size=val_size, subset=subset, split_seed=split_seed)
 
 

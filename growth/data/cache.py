@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from search_spaces.errors import first_line
+
 from .dataset import _Raw
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def _read_cache(path: Path) -> _Raw | None:
             test_y=d["test_y"],
         )
     except Exception as e:  # a truncated/corrupt cache must not block loading
-        log.warning("ignoring unreadable data cache %s (%s)", path, e)
+        log.warning("ignoring unreadable data cache %s (%s); decoding the images again", path, first_line(e, 160))
         return None
 
 
@@ -75,7 +77,7 @@ def _write_cache(path: Path, raw: _Raw, stale_glob: str | None = None) -> None:
                 if old != path and old.suffix == ".pt":
                     old.unlink(missing_ok=True)
     except OSError as e:  # a read-only cache dir only costs speed, not correctness
-        log.warning("could not write data cache %s (%s); continuing without it", path, e)
+        log.warning("could not write data cache %s (%s); continuing without it", path, first_line(e, 160))
 
 
 def _walk_files(root: Path) -> list[tuple[str, int, int]]:

@@ -162,7 +162,9 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
     """Per-channel mean/std of uint8 images in [0, 1] units.
 
     Uses a 256-bin histogram per channel: exact, and ~5x faster than summing
-    squares in int64 (which needs an 8x larger temporary).
+    squares in int64 (which needs an 8x larger temporary). A std is at least one
+    grey level (1/255): a channel that never varies (every image with the same
+    blue, say) is centred, not divided by zero into NaN.
     """
     levels = torch.arange(256, dtype=torch.float64)
     means, stds = [], []
@@ -172,5 +174,5 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
         mean = (hist * levels).sum() / count
         var = (hist * (levels - mean) ** 2).sum() / count
         means.append(float(mean) / 255.0)
-        stds.append(float(var.sqrt()) / 255.0)
+        stds.append(max(float(var.sqrt()), 1.0) / 255.0)
     return tuple(means), tuple(stds)

@@ -21,11 +21,31 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L
 
 
 def _list_split(root: Path, split: str) -> tuple[list[str], list[tuple[str, int, int]]]:
-    """Class names of ``root/split`` and its image files as (relpath, size, mtime_ns)."""
+    """Class names of ``root/split`` and its image files as (relpath, size, mtime_ns).
+
+    Files without an image extension (notes, a README) are skipped, as are hidden files and folders; a
+    class folder left without any image is an error (:func:`_check_classes`)."""
     d = root / split
-    classes = sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
-    files = [f for f in _walk_files(d) if "/" in f[0] and os.path.splitext(f[0])[1].lower() in _IMAGE_EXTS]
+    try:
+        classes = sorted(e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
+        files = [f for f in _walk_files(d) if "/" in f[0] and os.path.splitext(f[0])[1].lower() in _IMAGE_EXTS]
+    except OSError as e:
+        raise DataError(f"cannot read {e.filename or d} ({e.strerror or type(e).__name__})") from None
     return classes, files
+
+
+def _check_classes(root: Path, split: str, classes: list[str], files: list[tuple[str, int, int]]) -> None:
+    """Every class folder of ``root/split`` holds at least one image (an empty class would be a class the
+    network is asked to predict and never sees)."""
+    found = {f[0].split("/", 1)[0] for f in files}
+    empty = [c for c in classes if c not in found]
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(
+            f"class folder{'s' * (len(empty) > 1)} {shown} of {root / split} hold{'s' * (len(empty) == 1)} no image "
+            f"files ({', '.join(sorted(_IMAGE_EXTS))}); put images in {'them' if len(empty) > 1 else 'it'} or "
+            f"remove {'them' if len(empty) > 1 else 'it'} from both train/ and test/"
+        )
 
 
 def _load_imagefolder(root: Path, cache: Path) -> _Raw:
@@ -52,6 +72,7 @@ def _load_imagefolder(root: Path, cache: Path) -> _Raw:
                 f"{root / split} contains no image files ({', '.join(sorted(_IMAGE_EXTS))}); "
                 f"put images in {split}/<class>/"
             )
+        _check_classes(root, split, train_classes, files)
 
     # Key = source path + every image's (path, size, mtime): adding, removing or
     # touching any image invalidates the cache; stat-ing 60k files takes ~0.2 s.
