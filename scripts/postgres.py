@@ -155,6 +155,15 @@ def _readable_by(user: pwd.struct_passwd, bindir: Path) -> bool:
     return probe.returncode == 0
 
 
+def _open_to_all(tree: Path) -> None:
+    """Make a copied tree readable (and its programs runnable) by every user, whatever its source's modes."""
+    for path in [tree, *tree.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o555 if path.is_dir() or mode & 0o100 else mode | 0o444)
+
+
 def start(route: str | None = None) -> dict[str, str]:
     """Initialise and start a throwaway cluster; returns its url, directory, bin directory and route."""
     bindir, used = find_bin(route)
@@ -167,6 +176,7 @@ def start(route: str | None = None) -> dict[str, str]:
                 # (the wheel's binaries find their libraries at $ORIGIN/../../../pgserver.libs)
                 top = bindir.parents[2] if used == "pypi" else bindir.parent
                 shutil.copytree(top, root / "install", symlinks=True)
+                _open_to_all(root / "install")
                 bindir = root / "install" / bindir.relative_to(top)
         data = root / "data"
         data.mkdir(mode=0o700)
