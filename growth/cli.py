@@ -2,6 +2,8 @@
 
     grow --seed resnet20-thin --budget 2e17 --data cifar10    grow a network (DessiLBI saturation)
     grow train --seed resnet20 --budget 1e14 --data DIR       train a fixed architecture
+    grow --resume DIR [--override lr=0.05]                    continue a run where it stopped (changing
+                                                              only its lr schedule, batch size, ...)
     grow seeds                                                list seeds with params and MACs
     grow graph --seed resnet20-thin                           print the coupled channel groups
     grow search --seed resnet8-thin --budget-per-trial 3e10 --trials 20 --data sample --out runs/s
