@@ -104,6 +104,7 @@ class DessiLBI(torch.optim.Optimizer):
         )
         # Global step count; mirrored into state[p]["step"] so state_dict() carries it.
         self._global_step = 0
+        self._plans: dict[Any, _GroupPlan] = {}  # see _group_plan; never checkpointed
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ set-up
@@ -146,6 +147,7 @@ class DessiLBI(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._plans = {}
         if "_global_step" not in self.__dict__:
             self._global_step = max(
                 (int(st["step"]) for st in self.state.values() if "step" in st), default=0
@@ -159,7 +161,15 @@ class DessiLBI(torch.optim.Optimizer):
     # ------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Perform one DessiLBI step; ``closure`` re-evaluates the loss (optional)."""
+        """Perform one DessiLBI step; ``closure`` re-evaluates the loss (optional).
+
+        The whole model is updated in a handful of kernels: parameters are bucketed by everything
+        that shapes their update except λ (penalty, lr, κ, ν, momentum, weight decay, Nesterov,
+        device, dtype; growth gives every conv its own param group only for its own λ), each bucket
+        takes ``torch._foreach_*`` ops, and the group prox runs on all filters of a bucket at once
+        with λ per filter. Per tensor the arithmetic is the reference's, op for op, so the result is
+        bit-identical on CPU to a per-parameter loop (tests/test_dessilbi.py checks it).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -169,15 +179,12 @@ class DessiLBI(torch.optim.Optimizer):
         t = self._global_step
         step_tensor = torch.tensor(t, dtype=torch.int64)
 
+        buckets: dict[tuple[Any, ...], _Bucket] = {}
         for group in self.param_groups:
             penalty = group["penalty"]
-            lr, kappa, nu = group["lr"], group["kappa"], group["nu"]
-            lam, beta, wd = group["lam"], group["momentum"], group["weight_decay"]
-
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            states: list[dict[str, Any]] = []
-            is_fresh: list[bool] = []
+            hyper = (penalty, group["lr"], group["kappa"], group["nu"], group["momentum"],
+                     group["weight_decay"], group["nesterov"])
+            beta = group["momentum"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -190,63 +197,105 @@ class DessiLBI(torch.optim.Optimizer):
                 else:
                     _check_state(st, p, penalty)
                 st["step"] = step_tensor
-                params.append(p)
-                grads.append(p.grad)
-                states.append(st)
-                is_fresh.append(fresh_p or beta == 0)
-            if not params:
-                continue
-
-            # d = grad + wd·W (new tensors: never modify .grad in place)
-            d = torch._foreach_add(grads, params, alpha=wd) if wd != 0 else grads
-
-            # Heavy-ball momentum on the loss gradient; the first step seeds m = d.
-            bufs = [st["momentum_buffer"] for st in states]
-            fresh = [b for b, f in zip(bufs, is_fresh) if f]
-            old = [b for b, f in zip(bufs, is_fresh) if not f]
-            fresh_d = [x for x, f in zip(d, is_fresh) if f]
-            old_d = [x for x, f in zip(d, is_fresh) if not f]
-            if fresh:
-                torch._foreach_copy_(fresh, fresh_d)
-            if old:
-                torch._foreach_mul_(old, beta)
-                torch._foreach_add_(old, old_d)
-            m_eff = torch._foreach_add(d, bufs, alpha=beta) if group["nesterov"] else bufs
-
-            if penalty is None:
-                torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
-                continue
-
-            Vs = [st["V"] for st in states]
-            gammas = [st["gamma"] for st in states]
-            # Coupling uses W and Γ from before this step for both the W and V updates.
-            diff = torch._foreach_sub(params, gammas)
-            torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
-            torch._foreach_add_(params, diff, alpha=-lr * kappa / nu)
-            torch._foreach_add_(Vs, diff, alpha=lr / nu)
-            del diff
-
-            if penalty == "lasso":
-                # κ·sign(V)·max(|V|−λ, 0) == κ·(V − clamp(V, −λ, λ)): no sign/abs temporaries.
-                torch._foreach_copy_(gammas, Vs)
-                torch._foreach_clamp_min_(gammas, -lam)
-                torch._foreach_clamp_max_(gammas, lam)
-                torch._foreach_sub_(gammas, Vs)
-                torch._foreach_mul_(gammas, -kappa)
-                for st, gm in zip(states, gammas):
-                    entry = st["entry_step"]
-                    entry.masked_fill_(gm.ne(0).logical_and_(entry.lt(0)), t)
-            else:  # "group": one group per index of dim 0
-                for st, V, gm in zip(states, Vs, gammas):
-                    n = V.shape[0]
-                    norms = torch.linalg.vector_norm(V.reshape(n, -1), dim=1)
-                    # (‖V‖−λ)₊/‖V‖ == max(0, 1−λ/‖V‖), guarded so 0/0 never yields NaN.
-                    scale = (norms - lam).clamp_min_(0).div_(norms.clamp_min(_tiny(norms)))
-                    scale.mul_(kappa)
-                    torch.mul(V, scale.view((n,) + (1,) * (V.dim() - 1)), out=gm)
-                    entry = st["entry_step"]
-                    entry.masked_fill_(scale.ne(0).logical_and_(entry.lt(0)), t)
+                key = hyper + (p.device, p.dtype)
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = _Bucket()
+                bucket.params.append(p)
+                bucket.grads.append(p.grad)
+                bucket.states.append(st)
+                bucket.fresh.append(fresh_p or beta == 0)
+                bucket.lams.append(group["lam"])
+        for key, bucket in buckets.items():
+            penalty, lr, kappa, nu, beta, wd, nesterov = key[:7]
+            self._update(bucket, penalty, lr, kappa, nu, beta, wd, nesterov, t)
         return loss
+
+    def _update(self, b: _Bucket, penalty: str | None, lr: float, kappa: float, nu: float, beta: float,
+                wd: float, nesterov: bool, t: int) -> None:
+        """One bucket's update: W, momentum, V, Γ and entry steps of all its parameters."""
+        params = b.params
+        # d = grad + wd·W (new tensors: never modify .grad in place)
+        d = torch._foreach_add(b.grads, params, alpha=wd) if wd != 0 else b.grads
+
+        # Heavy-ball momentum on the loss gradient; the first step seeds m = d.
+        bufs = [st["momentum_buffer"] for st in b.states]
+        if all(b.fresh):
+            torch._foreach_copy_(bufs, d)
+        elif not any(b.fresh):
+            torch._foreach_mul_(bufs, beta)
+            torch._foreach_add_(bufs, d)
+        else:
+            fresh = [m for m, f in zip(bufs, b.fresh) if f]
+            old = [m for m, f in zip(bufs, b.fresh) if not f]
+            torch._foreach_copy_(fresh, [x for x, f in zip(d, b.fresh) if f])
+            torch._foreach_mul_(old, beta)
+            torch._foreach_add_(old, [x for x, f in zip(d, b.fresh) if not f])
+        m_eff = torch._foreach_add(d, bufs, alpha=beta) if nesterov else bufs
+
+        if penalty is None:
+            torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+            return
+
+        Vs = [st["V"] for st in b.states]
+        gammas = [st["gamma"] for st in b.states]
+        entries = [st["entry_step"] for st in b.states]
+        # Coupling uses W and Γ from before this step for both the W and V updates.
+        diff = torch._foreach_sub(params, gammas)
+        torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+        torch._foreach_add_(params, diff, alpha=-lr * kappa / nu)
+        torch._foreach_add_(Vs, diff, alpha=lr / nu)
+        del diff
+
+        if penalty == "lasso":
+            # κ·sign(V)·max(|V|−λ, 0) == κ·(V − clamp(V, −λ, λ)): no sign/abs temporaries.
+            torch._foreach_copy_(gammas, Vs)
+            torch._foreach_clamp_min_(gammas, [-lam for lam in b.lams])
+            torch._foreach_clamp_max_(gammas, list(b.lams))
+            torch._foreach_sub_(gammas, Vs)
+            torch._foreach_mul_(gammas, -kappa)
+            # Entry steps of all entries at once, in the (contiguous) order of entry_step.
+            support = torch.cat([g.reshape(-1) for g in gammas]).ne(0)
+            _mark_entries(entries, [e.numel() for e in entries], support, t)
+            return
+
+        # "group": one group per index of dim 0, all filters of the bucket at once. Filters of the
+        # same size are stacked (rows in (c, h, w) order, as V.reshape(n, -1) reads them), so that
+        # their norms are the very reduction a per-layer loop computes.
+        plan = self._group_plan(params, b.lams)
+        stacks = [torch.cat([Vs[i] for i in idx]) for idx, _ in plan.stacks]  # new tensors, V's layout
+        norms = torch.cat([torch.linalg.vector_norm(s.contiguous().reshape(rows, -1), dim=1)
+                           for s, (_, rows) in zip(stacks, plan.stacks)])
+        # (‖V‖−λ)₊/‖V‖ == max(0, 1−λ/‖V‖), guarded so 0/0 never yields NaN.
+        scale = (norms - plan.lam_rows).clamp_min_(0).div_(norms.clamp_min(_tiny(norms)))
+        scale.mul_(kappa)
+        offset = 0
+        for s, (_, rows) in zip(stacks, plan.stacks):  # Γ = κ·scale·V, filter by filter
+            s.mul_(scale[offset:offset + rows].view((rows,) + (1,) * (s.dim() - 1)))
+            offset += rows
+        torch._foreach_copy_([gammas[i] for i in plan.order],
+                             [part for s, (idx, _) in zip(stacks, plan.stacks)
+                              for part in s.split([Vs[i].shape[0] for i in idx])])
+        _mark_entries([entries[i] for i in plan.order], plan.rows, scale.ne(0), t)
+
+    def _group_plan(self, params: list[Tensor], lams: list[float]) -> _GroupPlan:
+        """How a bucket's filters are stacked, and λ per filter on the device: made once per set of
+        shapes and λs (a growth event or a new λ makes a new one), so a step copies nothing to the device."""
+        key = (params[0].device, params[0].dtype, tuple((tuple(p.shape), lam) for p, lam in zip(params, lams)))
+        plan = self._plans.get(key)
+        if plan is None:
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, p in enumerate(params):
+                by_shape.setdefault(tuple(p.shape[1:]), []).append(i)
+            stacks = [(idx, sum(params[i].shape[0] for i in idx)) for idx in by_shape.values()]
+            order = [i for idx in by_shape.values() for i in idx]
+            lam_rows = torch.tensor([lams[i] for i in order for _ in range(params[i].shape[0])],
+                                    dtype=params[0].dtype, device=params[0].device)
+            plan = _GroupPlan(stacks, order, [params[i].shape[0] for i in order], lam_rows)
+            if len(self._plans) >= 16:  # shapes of architectures long gone
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     # ------------------------------------------------------------------ queries
     def _group_of(self, p: Tensor) -> dict[str, Any]:
@@ -356,6 +405,38 @@ def as_dessilbi(optimizer: torch.optim.Optimizer) -> DessiLBI:
 
 
 # ---------------------------------------------------------------------- helpers
+class _Bucket:
+    """Parameters of one step that share every hyperparameter but λ (and their state)."""
+
+    __slots__ = ("params", "grads", "states", "fresh", "lams")
+
+    def __init__(self) -> None:
+        self.params: list[Tensor] = []
+        self.grads: list[Tensor] = []
+        self.states: list[dict[str, Any]] = []
+        self.fresh: list[bool] = []
+        self.lams: list[float] = []
+
+
+class _GroupPlan:
+    """A group bucket's filters stacked by size: ``stacks`` (indices into the bucket, rows), the
+    bucket's indices in stacked order, rows per parameter in that order, λ per row."""
+
+    __slots__ = ("stacks", "order", "rows", "lam_rows")
+
+    def __init__(self, stacks: list[tuple[list[int], int]], order: list[int], rows: list[int],
+                 lam_rows: Tensor) -> None:
+        self.stacks, self.order, self.rows, self.lam_rows = stacks, order, rows, lam_rows
+
+
+def _mark_entries(entries: list[Tensor], sizes: list[int], support: Tensor, t: int) -> None:
+    """``entry_step`` ← t where the flat ``support`` (the concatenated entries' order) is on for the
+    first time; one kernel for all of them, copied back in one more."""
+    flat = torch.cat([e.reshape(-1) for e in entries])
+    flat.masked_fill_(support.logical_and_(flat.lt(0)), t)
+    torch._foreach_copy_(entries, [part.view(e.shape) for part, e in zip(flat.split(sizes), entries)])
+
+
 def _tiny(t: Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 

@@ -423,3 +423,156 @@ def test_cuda_matches_cpu():
         out.append((p.detach().cpu(), opt.gamma(p).cpu(), opt.entry_steps(p).cpu(), sparse))
     for a, b in zip(*out):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- the batched step
+
+
+class _PerParameterDessiLBI(DessiLBI):
+    """The step as it was before it was batched: one param group at a time, the group prox one
+    conv at a time (about ten kernels per conv). The batched step must match it bit for bit."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from growth.dessilbi import _check_state, _init_state, _tiny
+
+        self._global_step += 1
+        t = self._global_step
+        step_tensor = torch.tensor(t, dtype=torch.int64)
+        for group in self.param_groups:
+            penalty = group["penalty"]
+            lr, kappa, nu = group["lr"], group["kappa"], group["nu"]
+            lam, beta, wd = group["lam"], group["momentum"], group["weight_decay"]
+            params, grads, states, is_fresh = [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                fresh_p = "momentum_buffer" not in st
+                _init_state(st, p, penalty) if fresh_p else _check_state(st, p, penalty)
+                st["step"] = step_tensor
+                params.append(p)
+                grads.append(p.grad)
+                states.append(st)
+                is_fresh.append(fresh_p or beta == 0)
+            if not params:
+                continue
+            d = torch._foreach_add(grads, params, alpha=wd) if wd != 0 else grads
+            bufs = [st["momentum_buffer"] for st in states]
+            fresh = [b for b, f in zip(bufs, is_fresh) if f]
+            old = [b for b, f in zip(bufs, is_fresh) if not f]
+            if fresh:
+                torch._foreach_copy_(fresh, [x for x, f in zip(d, is_fresh) if f])
+            if old:
+                torch._foreach_mul_(old, beta)
+                torch._foreach_add_(old, [x for x, f in zip(d, is_fresh) if not f])
+            m_eff = torch._foreach_add(d, bufs, alpha=beta) if group["nesterov"] else bufs
+            if penalty is None:
+                torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+                continue
+            Vs = [st["V"] for st in states]
+            gammas = [st["gamma"] for st in states]
+            diff = torch._foreach_sub(params, gammas)
+            torch._foreach_add_(params, m_eff, alpha=-lr * kappa)
+            torch._foreach_add_(params, diff, alpha=-lr * kappa / nu)
+            torch._foreach_add_(Vs, diff, alpha=lr / nu)
+            if penalty == "lasso":
+                torch._foreach_copy_(gammas, Vs)
+                torch._foreach_clamp_min_(gammas, -lam)
+                torch._foreach_clamp_max_(gammas, lam)
+                torch._foreach_sub_(gammas, Vs)
+                torch._foreach_mul_(gammas, -kappa)
+                for st, gm in zip(states, gammas):
+                    st["entry_step"].masked_fill_(gm.ne(0).logical_and_(st["entry_step"].lt(0)), t)
+            else:
+                for st, V, gm in zip(states, Vs, gammas):
+                    n = V.shape[0]
+                    norms = torch.linalg.vector_norm(V.reshape(n, -1), dim=1)
+                    scale = (norms - lam).clamp_min_(0).div_(norms.clamp_min(_tiny(norms)))
+                    scale.mul_(kappa)
+                    torch.mul(V, scale.view((n,) + (1,) * (V.dim() - 1)), out=gm)
+                    st["entry_step"].masked_fill_(scale.ne(0).logical_and_(st["entry_step"].lt(0)), t)
+
+
+def _per_layer_groups(model: nn.Module, lam0: float, **kw) -> list[dict]:
+    """Growth's layout: one param group per penalised weight, each with its own λ."""
+    groups = []
+    for g in dessilbi_param_groups(model, hidden_linear="lasso", **kw):
+        if g["penalty"] is None:
+            groups.append(g)
+            continue
+        groups += [{**g, "params": [p], "lam": lam0 + 0.013 * i} for i, p in enumerate(g["params"])]
+    return groups
+
+
+@pytest.mark.parametrize("nesterov,classifier,lam0", [(True, None, 1.0), (False, "lasso", 0.3)])
+def test_batched_step_is_bit_identical_to_the_per_parameter_step(nesterov, classifier, lam0):
+    """A channels-last ResNet, λ per conv, widened twice mid-run (resized state, new filters): the
+    batched step leaves every weight, V, Γ, momentum and entry step exactly as the per-layer loop."""
+    import search_spaces
+    from growth.operators import widen
+
+    torch.manual_seed(0)
+    model = search_spaces.create_model("resnet8-thin").to(memory_format=torch.channels_last)
+    ref_model = copy.deepcopy(model)
+    kw = dict(lr=0.1, nu=1.0, kappa=1.3, weight_decay=5e-4, nesterov=nesterov)
+    opt = DessiLBI(_per_layer_groups(model, lam0, classifier=classifier), **kw)
+    ref = _PerParameterDessiLBI(_per_layer_groups(ref_model, lam0, classifier=classifier), **kw)
+    for step in range(30):
+        if step in (8, 19):
+            for m, o in ((model, opt), (ref_model, ref)):
+                torch.manual_seed(step)
+                widen(m, "stage2", 3, o)
+                widen(m, "stage1.block1.inner", 2, o)
+        torch.manual_seed(100 + step)
+        x = torch.randn(8, 3, 32, 32).to(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (8,))
+        for m, o in ((model, opt), (ref_model, ref)):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+        for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+            assert torch.equal(p, q), (step, name)
+            for key, value in ref.state[q].items():
+                assert torch.equal(opt.state[p][key], value), (step, name, key)
+    entered = torch.cat([opt.entry_steps(p).flatten() for p in opt.penalised_params()])
+    assert (entered > 1).any() and (entered == -1).any(), "filters should enter supp Γ at different steps"
+
+
+def _launches(opt: DessiLBI) -> int:
+    """Ops of one step that launch a kernel (views, splits and the CPU step counter do not)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    free = {"view", "_unsafe_view", "slice", "split_with_sizes", "split", "select", "as_strided", "expand",
+            "lift_fresh", "detach", "alias", "_record_function_enter_new", "_record_function_exit"}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ not in free:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        opt.step()
+    return Count.n
+
+
+def test_step_kernels_do_not_grow_with_the_number_of_layers():
+    """A handful of kernels for the whole model: ResNet-56 (55 convs, each its own λ group) steps in
+    as many as ResNet-20 (19 convs), because filters of one size are stacked (the per-layer loop
+    launched 385 and 1,105)."""
+    import search_spaces
+
+    counts = {}
+    for name in ("resnet20", "resnet56"):
+        torch.manual_seed(0)
+        model = search_spaces.create_model(name).to(memory_format=torch.channels_last)
+        opt = DessiLBI(_per_layer_groups(model, 0.5), lr=0.1, weight_decay=5e-4, nesterov=True)
+        for _ in range(2):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+            opt.step()
+        counts[name] = _launches(opt)
+    assert counts["resnet20"] == counts["resnet56"] <= 60, counts
