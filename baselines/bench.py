@@ -56,7 +56,8 @@ from .registry import MethodOptions, MethodSpec, configure, parse_method
 
 # What a run has written before its first checkpoint (growth.runstore): a cell holding only these starts anew.
 RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
-SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs")
+# Methods that take their size from the grow cell of the same seed value (unless --target-macs): equal MACs.
+SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs", "vt", "net2net")
 SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")
 
 
@@ -361,7 +362,7 @@ def _cell_entry(spec: MethodSpec | str, seed: int, root: Path, directory: Path, 
     summary = RunStore(directory).read_json("summary.json")
     return {"method": str(spec), "seed": seed, "dir": str(directory.relative_to(root)), "identity": identity, **{
         k: summary.get(k) for k in ("test_acc", "val_acc", "params", "macs", "train_flops",
-                                    "budget_flops", "train_time_s", "widths", "epochs")}}
+                                    "budget_flops", "train_time_s", "widths", "epochs", "start")}}
 
 
 # -- report -------------------------------------------------------------------------------------------
@@ -442,6 +443,7 @@ def summarise(record: dict) -> list[dict]:
         twins = sorted({c["same_as"].rpartition("/")[0] for c in cells if c.get("same_as")})
         table.append({
             "method": method, "seeds": len(cells), "same_as": twins, "widths": cells[0]["widths"],
+            "start": cells[0].get("start"),
             "depth": _depth(cells[0]["widths"]),
             "params": _mean_std([c["params"] for c in cells])[0],
             "macs": _mean_std([c["macs"] for c in cells])[0],
@@ -477,7 +479,8 @@ def markdown(record: dict) -> str:
              "| wall time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        name = r["method"] + same_as_note(r) + (" *" if r["method"] in front else "")
+        start = f" (pruned from {r['start']})" if r.get("start") else ""
+        name = r["method"] + start + same_as_note(r) + (" *" if r["method"] in front else "")
         lines.append(f"| {name} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
                      f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
                      f"{format_gap(r)} | {r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")

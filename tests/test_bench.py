@@ -130,6 +130,18 @@ def test_frontier_gap_pairs_seed_values():
     assert gaps == pytest.approx([0.01, 0.01])
 
 
+def test_the_table_names_the_network_a_pruning_method_started_from():
+    from baselines.bench import markdown
+
+    cell = {"seed": 0, "macs": 2e6, "params": 1e4, "test_acc": 0.6, "train_flops": 1e12, "train_time_s": 10.0,
+            "widths": [[4, 4], [8, 8], [16, 16]]}
+    record = {"settings": {"budget_flops": 1e12, "data": "sample", "seeds": [0], "methods": ["grow", "slimming"]},
+              "cells": {"slimming/seed0": {**cell, "method": "slimming", "start": "resnet20@0.672"},
+                        "grow/seed0": {**cell, "method": "grow"}}}
+    table = markdown(record)
+    assert "| slimming (pruned from resnet20@0.672) *" in table and "| grow * |" in table
+
+
 def test_width_method_rejects_a_bad_multiplier():
     for text in ("width:resnet20-thin", "width:resnet20-thin@0", "width:resnet20-thin@x", "width:@2"):
         with pytest.raises(ValueError):
