@@ -64,6 +64,8 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:N, mps")
     precision: str = option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=("auto", "bf16", "fp32"))
     channels_last: bool = option(True, "channels-last memory format")
+    compile: bool = option(False, "compile the training step with torch.compile (again after every growth event; "
+                           "the compile time is reported apart from the training time)")
     # DessiLBI (optimizer="dessilbi"); see growth.dessilbi
     kappa: float = option(1.0, "DessiLBI κ", group="DessiLBI")
     nu: float = option(100.0, "DessiLBI ν (coupling of W and Γ)", group="DessiLBI")

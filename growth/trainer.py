@@ -10,6 +10,22 @@ with padding, horizontal flip) and normalised there. Every random stream (init, 
 augmentation, growth) is seeded and checkpointed, so a resumed run ends identical to an
 uninterrupted one.
 
+The hot loop never waits for the device: the epoch's permutation is copied there once per epoch,
+mean and std are device tensors made once, and the loss (its sum and its maximum) and the count of
+correct predictions are accumulated on the device and read (one sync) only every ``report_every_s``
+seconds, before every evaluation and before every checkpoint. That read is also the divergence
+check: a non-finite or exploded loss at any step since the last read stops the run
+(:class:`RunError`) before anything else is evaluated, grown or written, so every checkpoint on disk
+comes from steps whose losses were all finite and below the limit (and whose weights are finite:
+:meth:`Trainer.save_checkpoint` checks them too). The architecture's cost is measured once per
+architecture (``model.genotype`` is replaced at every growth event), not per step.
+
+With ``config.compile`` the step's forward and loss (and so, through AOTAutograd, its backward) run
+under ``torch.compile``, specialised to the architecture and the batch size: after every change of
+architecture Dynamo's caches are reset and the step compiled afresh, so growth never runs into
+Dynamo's recompile limit (hitting it anyway is an error, never a silent fallback to eager). The
+step that compiles is timed as compile time (``summary.json``: ``compile_time_s``), not training time.
+
 The run's set-up (directory, data, seed model, resume) is :mod:`growth.run`; the schedule is
 :mod:`growth.schedule`, the optimizer :mod:`growth.optim`.
 
@@ -26,7 +42,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, Callable, NoReturn, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +106,8 @@ class Display(Protocol):
     """What the trainer reports progress to (``growth.display`` has a terminal panel and log lines)."""
 
     def on_step(self, trainer: Trainer, loss: float, acc: float) -> None:
-        """After every training step (``acc``: the batch's training accuracy)."""
+        """At each progress read (every ``Trainer.report_every_s`` seconds, and before every evaluation):
+        the mean loss and the training accuracy of the steps since the previous call."""
 
     def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         """After every evaluation, with the record written to ``metrics.jsonl``."""
@@ -140,11 +157,18 @@ class LoopState:
     last_eval_step: int = -1
     last_val_acc: float = 0.0
     train_time_s: float = 0.0            # wall time spent in training steps, summed over sessions
+    compile_time_s: float = 0.0          # wall time of the steps that compiled (torch.compile), summed
+    compiles: int = 0                    # architectures compiled (again after each growth event and resume)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
     """Owns model, optimizer, data, ledger and run store for one run. Read :meth:`fit` top-down."""
+
+    #: Seconds between progress reads (one device sync each: display, divergence check).
+    report_every_s = 0.5
+    #: The ``torch.compile`` backend of ``config.compile`` (a name or a callable; tests use cheaper ones).
+    compile_backend: str | Callable[..., Any] = "inductor"
 
     def __init__(self, config: TrainConfig, data: Dataset, model: nn.Module,
                  store: RunStore, device: torch.device, controller: Controller | None = None,
@@ -170,17 +194,40 @@ class Trainer:
             config.precision == "bf16")
         self._last_checkpoint = time.monotonic()
         self.images_per_s = 0.0
+        # Made once on the device, not per batch (a tensor built from Python floats is a host copy).
+        self._mean = torch.tensor(self.data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
+        self._std = torch.tensor(self.data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
+        self._permutation_on_device: torch.Tensor | None = None   # self.permutation, copied once an epoch
+        # Progress accumulated on the device since the last read (report_progress).
+        self._loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        self._loss_max = torch.zeros((), dtype=torch.float32, device=device)
+        self._loss_prev = torch.full((), math.inf, dtype=torch.float32, device=device)
+        self._loss_blew_up = torch.zeros((), dtype=torch.bool, device=device)
+        self._correct_sum = torch.zeros((), dtype=torch.int64, device=device)
+        self._unread_steps = self._unread_images = 0
+        self._last_report = time.monotonic()
+        # Per architecture: the cost, and the step's forward (compiled with config.compile).
+        self._cost: tuple[nn.Module, Any, ModelCost] | None = None
+        self._step_arch: tuple[nn.Module, Any] | None = None
+        self._forward: _Forward | None = None
+        self._compiled: _Forward | None = None
+        self._compile_pending = False   # the next compiled call compiles
+        self._compiling = False         # this step compiled
         # A loss above this limit (a fresh network's is about ln(classes)) that more than doubled in one
         # step is blowing up: the run stops before a checkpoint keeps the wrecked weights, so the last
         # one stays worth resuming (with a lower rate; its first loss may be high, only growth counts).
         self.loss_limit = max(20.0, 10 * math.log(max(2, data.num_classes)))
-        self._last_loss = math.inf
 
     # -- the loop -------------------------------------------------------------------------------------
 
     @property
     def cost(self) -> ModelCost:
-        return measure_cost(self.model, self.input_shape)
+        """The model's size and cost, measured once per architecture (growth replaces ``model.genotype``)."""
+        genotype = getattr(self.model, "genotype", None)
+        cached = self._cost
+        if cached is None or cached[0] is not self.model or cached[1] is not genotype:
+            cached = self._cost = (self.model, genotype, measure_cost(self.model, self.input_shape))
+        return cached[2]
 
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
@@ -201,17 +248,17 @@ class Trainer:
                                     len(self.permutation))
             if batch < 2:
                 break  # the budget is spent (to within one sample's cost)
-            loss, correct = self.train_step(batch)
-            if not math.isfinite(loss) or loss > max(self.loss_limit, 2 * self._last_loss):
-                self._diverged(f"the loss is {loss:.4g}")
-            self._last_loss = loss
+            self.train_step(batch)
             self.state.step += 1
+            if time.monotonic() - self._last_report >= self.report_every_s:
+                self.report_progress()  # the one sync: divergence check and display
             now = time.monotonic()
-            self.state.train_time_s += now - tick
-            self.images_per_s = 0.9 * self.images_per_s + 0.1 * batch / max(now - tick, 1e-9)
+            if self._compiling:
+                self.state.compile_time_s += now - tick
+            else:
+                self.state.train_time_s += now - tick
+                self.images_per_s = 0.9 * self.images_per_s + 0.1 * batch / max(now - tick, 1e-9)
             tick = now
-            if self.display is not None:
-                self.display.on_step(self, loss, correct / batch)
             if ledger.fraction_spent >= self.state.next_eval_frac - 1e-12:
                 self.evaluate_and_log()
                 self.state.next_eval_frac += config.eval_every_frac
@@ -224,24 +271,27 @@ class Trainer:
                                      f"continue with --resume {self.store.path}")
             tick = time.monotonic()  # evaluation and checkpoints are not training time
 
-    def train_step(self, batch: int) -> tuple[float, int]:
-        """One optimizer step on the next ``batch`` images of the epoch; (loss, correct predictions)."""
+    def train_step(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the next ``batch`` images of the epoch; (loss, correct predictions) as
+        device tensors. Nothing here waits for the device: the loss and the count are accumulated on
+        the device for :meth:`report_progress` to read."""
         config, data = self.config, self.data
         if self.state.position + batch > len(self.permutation):
             self.state.epoch += 1
             self.state.position = 0
             self.permutation = torch.randperm(len(data.train_y), generator=self.order_gen)
-        index = self.permutation[self.state.position:self.state.position + batch].to(self.device)
+            self._permutation_on_device = None
+        if self._permutation_on_device is None:
+            self._permutation_on_device = _to_device(self.permutation, self.device)
+        index = self._permutation_on_device[self.state.position:self.state.position + batch]
         self.state.position += batch
-        x = self.model_input(augment(data.train_x[index], self.aug_gen))
+        x = augment(data.train_x[index], self.aug_gen)
         y = data.train_y[index]
         fraction = self.ledger.fraction_spent
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, fraction)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        loss, correct = self._step_forward(batch)(x, y)
         penalty = self.controller.extra_loss(self)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
@@ -250,8 +300,91 @@ class Trainer:
         self.controller.after_step(self)
         per_sample = self.controller.step_train_flops_per_sample(self) or self.cost.train_flops_per_sample
         self.ledger.charge(batch * per_sample, batch)
-        # One sync per step for the display; cheap next to a step on any device.
-        return float(loss.detach()), int((logits.argmax(1) == y).sum())
+        loss = loss.detach()
+        self._loss_sum.add_(loss)  # a non-finite loss makes the sum non-finite
+        torch.maximum(self._loss_max, loss, out=self._loss_max)
+        # Blowing up: above loss_limit and more than doubled since the step before.
+        self._loss_blew_up.logical_or_(loss > (2 * self._loss_prev).clamp_min_(self.loss_limit))
+        self._loss_prev.copy_(loss)
+        self._correct_sum.add_(correct)
+        self._unread_steps += 1
+        self._unread_images += batch
+        return loss, correct
+
+    def report_progress(self) -> None:
+        """Read what the steps since the last read accumulated on the device (one sync): a non-finite
+        loss among them, or one above ``loss_limit`` that more than doubled in one step, stops the run
+        (:class:`RunError`); else the display gets their mean loss and training accuracy."""
+        self._last_report = time.monotonic()
+        if self._unread_steps == 0:
+            return
+        loss_sum, loss_max, blew_up, correct = torch.stack(
+            [self._loss_sum, self._loss_max, self._loss_blew_up.to(self._loss_sum.dtype),
+             self._correct_sum.to(self._loss_sum.dtype)]).tolist()
+        steps, images, first = self._unread_steps, self._unread_images, self.state.step - self._unread_steps + 1
+        self._loss_sum.zero_()
+        self._loss_max.zero_()
+        self._loss_blew_up.zero_()
+        self._correct_sum.zero_()
+        self._unread_steps = self._unread_images = 0
+        if not math.isfinite(loss_sum) or blew_up:
+            bad = loss_sum if not math.isfinite(loss_sum) else loss_max
+            self._diverged(f"the loss is {bad:.4g}" + (f" at step {first}" if steps == 1 else
+                                                          f" at one of steps {first}-{self.state.step}"))
+        if self.display is not None:
+            self.display.on_step(self, loss_sum / steps, correct / images)
+
+    def _step_forward(self, batch: int) -> _Forward:
+        """The step's forward for the current architecture: uint8 batch and labels -> (loss, correct).
+
+        Made again whenever the architecture changes (another model, or a new ``model.genotype``);
+        with ``config.compile`` that also resets Dynamo and compiles afresh. The compiled forward is
+        specialised to the regular batch size; an odd batch (the budget's last) runs eagerly.
+        """
+        self._compiling = False
+        arch = (self.model, getattr(self.model, "genotype", None))
+        if self._forward is None or self._step_arch is None or any(a is not b for a, b in zip(arch, self._step_arch)):
+            self._step_arch, self._forward, self._compiled = arch, self._make_forward(), None
+            if self.config.compile:
+                import torch._dynamo
+
+                torch._dynamo.reset()  # the old architecture's graphs go; the recompile count starts again
+                self._compiled = torch.compile(self._forward, backend=self.compile_backend, dynamic=False)
+                self._compile_pending = True
+                self.state.compiles += 1
+        if self._compiled is None or batch != min(self.config.batch_size, len(self.permutation)):
+            return self._forward
+        self._compiling, self._compile_pending = self._compile_pending, False
+        return self._run_compiled
+
+    def _run_compiled(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch._dynamo
+
+        assert self._compiled is not None
+        try:
+            with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+                return self._compiled(x, y)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            raise RunError(f"torch.compile recompiled the step of one architecture more than "
+                           f"{torch._dynamo.config.recompile_limit} times (at step {self.state.step}; e.g. a "
+                           "controller's forward hook reads a Python number that changes every step): run "
+                           "without --compile") from None
+
+    def _make_forward(self) -> _Forward:
+        model, mean, std = self.model, self._mean, self._std
+        channels_last, amp, device_type = self.channels_last, self.amp, self.device.type
+        smoothing = self.config.label_smoothing
+
+        def forward(x_uint8: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = normalize(x_uint8, mean, std)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+            return loss, (logits.argmax(1) == y).sum()
+
+        return forward
 
     def place(self, model: nn.Module) -> nn.Module:
         """The model on the training device, in the memory layout the inputs use."""
@@ -260,7 +393,7 @@ class Trainer:
 
     def model_input(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 images on the device -> normalised float batch in the model's memory layout."""
-        x = normalize(x_uint8, self.data.mean, self.data.std)
+        x = normalize(x_uint8, self._mean, self._std)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def probe_batch(self, n: int = 256) -> torch.Tensor:
@@ -290,16 +423,17 @@ class Trainer:
     def accuracy(self, x_all: torch.Tensor, y_all: torch.Tensor, batch: int = 1000) -> float:
         """Top-1 accuracy in eval mode, no augmentation. Charged to the ledger's eval account only."""
         self.model.eval()
-        correct = 0
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(y_all), batch):
             x = self.model_input(x_all[start:start + batch])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                correct += int((self.model(x).argmax(1) == y_all[start:start + batch]).sum())
+                correct += (self.model(x).argmax(1) == y_all[start:start + batch]).sum()
         self.ledger.record_eval(len(y_all) * self.cost.forward_flops)
-        return correct / max(1, len(y_all))
+        return int(correct) / max(1, len(y_all))  # one sync per evaluation
 
     def evaluate_and_log(self) -> float:
         """Validation accuracy, logged to ``metrics.jsonl`` and the display, then the controller's turn."""
+        self.report_progress()  # a diverged run stops here, before it is evaluated or grown
         val_acc = self.accuracy(self.data.val_x, self.data.val_y)
         self.state.best_val_acc = max(self.state.best_val_acc, val_acc)
         self.state.last_eval_step, self.state.last_val_acc = self.state.step, val_acc
@@ -332,6 +466,8 @@ class Trainer:
             "epochs": round(self.ledger.samples / len(self.data.train_y), 3), "steps": self.state.step,
             "train_time_s": round(self.state.train_time_s, 2),
             "images_per_s": round(self.ledger.samples / max(self.state.train_time_s, 1e-9), 1),
+            "compile": self.config.compile, "compile_time_s": round(self.state.compile_time_s, 2),
+            "compiles": self.state.compiles,
             "widths": genotype.compact(), "device": str(self.device),
         }
         summary.update(self.controller.summary())
@@ -347,9 +483,11 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Everything needed to resume (see :mod:`growth.runstore`), written atomically; never a
-        diverged state (one device sync per checkpoint checks that every weight and statistic is finite)."""
+        diverged state: the losses since the last progress read and every weight and statistic must
+        be finite (two device syncs per checkpoint)."""
         from search_spaces import genotype_to_dict
 
+        self.report_progress()
         tensors = [t.detach() for t in self.model.state_dict().values() if t.is_floating_point()]
         if not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
             self._diverged("a weight or BatchNorm statistic is not finite")
@@ -396,6 +534,7 @@ class Trainer:
             self.ledger = Ledger.from_state_dict(state["ledger"])
             self.state = LoopState(**state["loop"])
             self.permutation = state["permutation"]
+            self._permutation_on_device = None
             self.order_gen.set_state(state["order_gen"])
             self.aug_gen.set_state(state["aug_gen"])
             torch.set_rng_state(state["torch_rng"])
@@ -409,3 +548,14 @@ class Trainer:
         step = self.state.step
         self.store.rewind_jsonl("metrics.jsonl", lambda r: r.get("step", 0) <= step)
         self.store.rewind_jsonl("growth.jsonl", lambda r: r.get("step", 0) <= step)
+
+
+#: The step's forward: (uint8 images, labels) on the device -> (mean loss, correct predictions).
+_Forward = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without blocking the host (from pinned memory on CUDA)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

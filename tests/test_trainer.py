@@ -316,3 +316,168 @@ def test_sigterm_checkpoints_stops_cleanly_and_resumes_identically(full_run: Pat
     result = run_grow("train", "--resume", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     _assert_same_run(full_run, out)
+
+
+# --------------------------------------------------------------------------- speed: no syncs, compile
+
+
+def _trainer(tmp_path: Path, display=None, **settings):
+    from growth.run import Run
+
+    config = TrainConfig(seed="resnet8-thin", data="sample", subset=256, val_size=100, batch_size=32,
+                         budget_flops=1e12, seed_value=0, **settings)
+    return Run.open(config, out=tmp_path / "run").trainer(display=display)
+
+
+class _HostReads:
+    """Counts the values a block reads back from tensors (item/float/int/bool, tolist): on a GPU each
+    is a host-device synchronisation."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        self.n = 0
+        reads = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.overloadpacket.__name__ == "_local_scalar_dense":
+                    reads.n += 1
+                return func(*args, **(kwargs or {}))
+
+        tolist = torch.Tensor.tolist
+
+        def counted_tolist(tensor: torch.Tensor):
+            reads.n += 1
+            return tolist(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
+        self.mode = Mode()
+
+    def __enter__(self) -> _HostReads:
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mode.__exit__(*exc)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "dessilbi"])
+def test_a_training_step_reads_nothing_back_from_the_device(tmp_path: Path, one_thread: None,
+                                                            monkeypatch: pytest.MonkeyPatch, optimizer: str) -> None:
+    """No value of the step leaves the device (no per-step sync on a GPU) and the architecture's cost is
+    measured once, not per step; the progress read is one read for any number of steps."""
+    import growth.trainer
+
+    trainer = _trainer(tmp_path, optimizer=optimizer)
+    measured = []
+    real = growth.trainer.measure_cost
+    monkeypatch.setattr(growth.trainer, "measure_cost", lambda *a: measured.append(a) or real(*a))
+    trainer.train_step(32)  # the first step may set up (cost, permutation on the device)
+    with _HostReads(monkeypatch) as reads:
+        for _ in range(4):
+            trainer.train_step(32)
+            trainer.state.step += 1
+    assert reads.n == 0
+    assert len(measured) <= 1 and trainer._permutation_on_device is not None
+    assert trainer._permutation_on_device.device == trainer.device
+    with _HostReads(monkeypatch) as reads:
+        trainer.report_progress()
+    assert reads.n == 1
+
+
+def test_a_blown_up_loss_stops_the_run_at_the_next_read_and_no_checkpoint_keeps_it(tmp_path: Path,
+                                                                                    one_thread: None) -> None:
+    from growth.runstore import CHECKPOINT, RunError
+
+    trainer = _trainer(tmp_path)
+    for _ in range(2):
+        trainer.train_step(32)
+        trainer.state.step += 1
+    trainer.save_checkpoint()
+    good = (trainer.store.path / CHECKPOINT).read_bytes()
+    with torch.no_grad():
+        trainer.model.fc.weight.mul_(1e5)  # logits, and so the loss, blow up
+    trainer.train_step(32)  # no read inside the step: it does not notice yet
+    trainer.state.step += 1
+    with pytest.raises(RunError, match="diverged at step 3 .the loss is .* at step 3"):
+        trainer.save_checkpoint()  # the read before writing does
+    assert (trainer.store.path / CHECKPOINT).read_bytes() == good
+
+    trainer = _trainer(tmp_path / "nan")
+    with torch.no_grad():
+        trainer.model.fc.bias.fill_(float("nan"))
+    for _ in range(3):
+        trainer.train_step(32)
+        trainer.state.step += 1
+    with pytest.raises(RunError, match="the loss is nan at one of steps 1-3"):
+        trainer.evaluate_and_log()  # nothing is evaluated (or grown) from a diverged state
+
+
+def test_the_display_gets_the_mean_loss_and_accuracy_at_each_read(tmp_path: Path, one_thread: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from growth.trainer import Trainer
+
+    calls: list[tuple[str, int, float, float]] = []
+
+    class Recorder:
+        def on_step(self, trainer, loss: float, acc: float) -> None:
+            calls.append(("step", trainer.state.step, loss, acc))
+
+        def on_eval(self, trainer, record) -> None:
+            calls.append(("eval", trainer.state.step, record["val_acc"], 0.0))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(Trainer, "report_every_s", 0.0)  # a read after every step
+    per_sample = measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
+    trainer = _trainer(tmp_path, display=Recorder())
+    trainer.config.eval_every_frac = trainer.state.next_eval_frac = 0.5
+    trainer.ledger.budget_flops = 4 * 32 * per_sample
+    trainer.fit()
+    steps = [c for c in calls if c[0] == "step"]
+    assert [c[1] for c in steps] == [1, 2, 3, 4]
+    assert all(0 < loss < 10 and 0 <= acc <= 1 for _, _, loss, acc in steps)
+    assert [c[0] for c in calls] == ["step", "step", "eval", "step", "step", "eval"]
+
+
+def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_thread: None,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compile: each architecture is compiled once, explicitly (Dynamo reset, a fresh compile), so
+    more growth events than Dynamo's recompile limit never fall back to eager; odd batches run eagerly;
+    compile time is counted apart from training time."""
+    import torch._dynamo
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from growth.operators import widen
+    from growth.trainer import Trainer
+
+    graphs: list[int] = []
+    aot_eager = lookup_backend("aot_eager")
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(len(gm.graph.nodes))
+        return aot_eager(gm, example_inputs)
+
+    monkeypatch.setattr(Trainer, "compile_backend", staticmethod(counting_backend))
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # fewer growth events exceed it
+    trainer = _trainer(tmp_path, compile=True)
+    eager = _trainer(tmp_path / "eager")
+    loss, _ = trainer.train_step(32)
+    eager_loss, _ = eager.train_step(32)
+    assert torch.allclose(loss, eager_loss, rtol=1e-5)  # the same step, compiled
+    assert trainer.state.compiles == 1 and graphs
+    changes = torch._dynamo.config.recompile_limit + 2
+    for i in range(changes):
+        widen(trainer.model, "stage1" if i % 2 else "stage2", 1, trainer.optimizer)
+        before = len(graphs)
+        trainer.train_step(32)
+        assert trainer._compiling and len(graphs) > before  # compiled for the new architecture
+        trainer.train_step(32)
+        assert not trainer._compiling
+    compiled = len(graphs)
+    trainer.train_step(17)  # an odd batch (the budget's last): eager, no recompile
+    assert len(graphs) == compiled and trainer.state.compiles == changes + 1
+    summary = trainer.finish()
+    assert summary["compile"] is True and summary["compiles"] == changes + 1

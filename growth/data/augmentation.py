@@ -8,11 +8,13 @@ import torch
 
 
 def normalize(
-    x_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    x_uint8: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
     """Return float32 ``(x / 255 - mean) / std`` on ``x``'s device, per channel.
 
-    Works for ``[N, C, H, W]`` and ``[C, H, W]`` inputs.
+    Works for ``[N, C, H, W]`` and ``[C, H, W]`` inputs. ``mean`` and ``std`` may be float32 tensors
+    on ``x``'s device already (the trainer makes them once): then nothing is copied to the device,
+    whereas Python numbers are copied at every call (a host-device synchronisation on a GPU).
 
     Example::
 
