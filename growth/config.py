@@ -131,7 +131,6 @@ class GrowConfig(TrainConfig):
 
     seed: str = option("resnet20-thin", "seed architecture to grow (see `grow seeds`)")
     optimizer: str = option("dessilbi", "growth reads DessiLBI's Γ", cli=False)
-    weight_decay: float = option(1e-4, "L2 weight decay (not on BatchNorm and biases)")
     eval_every_frac: float = option(0.1, "set from the growth steps", cli=False)
     lam: float | str = option("auto", "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
                               parse="lam", group="DessiLBI")
