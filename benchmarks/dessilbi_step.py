@@ -5,8 +5,12 @@ process; repetitions are interleaved (alternating which goes first) after a warm
 the median step time is reported, together with the median time of ``optimizer.step()``
 alone. Target: DessiLBI / SGD <= 1.10 for the full step on ResNet-20, batch 128, 32x32.
 
+``--per-layer-groups`` gives every penalised weight its own param group and λ, as growth does
+(growth.calibration.split_lam_groups): the layout in which a per-layer update loop was slowest.
+
 Example:
     python benchmarks/dessilbi_step.py --steps 30
+    python benchmarks/dessilbi_step.py --steps 30 --per-layer-groups
     python benchmarks/dessilbi_step.py --steps 10 --batch 32 --device cuda
 """
 
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--channels-last", action="store_true", help="use channels_last memory")
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=5e-4)
+    ap.add_argument("--per-layer-groups", action="store_true", help="one param group (and λ) per penalised "
+                    "weight, as growth runs DessiLBI")
     args = ap.parse_args(argv)
 
     if args.threads > 0:
@@ -87,8 +93,12 @@ def main(argv: list[str] | None = None) -> float:
     m_sgd.train()
     m_lbi.train()
     opt_sgd = torch.optim.SGD(m_sgd.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
-    opt_lbi = DessiLBI(dessilbi_param_groups(m_lbi), lr=args.lr, kappa=1.0, nu=100.0, lam=1.0,
-                       momentum=0.9, weight_decay=args.wd)
+    groups = dessilbi_param_groups(m_lbi)
+    if args.per_layer_groups:
+        groups = [single for g in groups for single in (
+            [{**g, "params": [p], "lam": 1.0 + 0.01 * i} for i, p in enumerate(g["params"])]
+            if g["penalty"] is not None else [g])]
+    opt_lbi = DessiLBI(groups, lr=args.lr, kappa=1.0, nu=100.0, lam=1.0, momentum=0.9, weight_decay=args.wd)
 
     x = torch.randn(args.batch, 3, args.size, args.size, device=device).to(memory_format=fmt)
     y = torch.randint(0, 10, (args.batch,), device=device)
@@ -111,7 +121,8 @@ def main(argv: list[str] | None = None) -> float:
     n_params = sum(p.numel() for p in base.parameters())
     print(f"model={args.model} params={n_params / 1e6:.3f}M batch={args.batch} "
           f"size={args.size} device={device} threads={torch.get_num_threads()} "
-          f"channels_last={args.channels_last} steps={args.steps} warmup={args.warmup}")
+          f"channels_last={args.channels_last} per_layer_groups={args.per_layer_groups} steps={args.steps} "
+          f"warmup={args.warmup}")
     med = {k: statistics.median(v) for k, v in totals.items()}
     med_opt = {k: statistics.median(v) for k, v in opt_only.items()}
     for k in names:
