@@ -1,6 +1,8 @@
 """Progress display: a live rich panel on a terminal, plain log lines otherwise.
 
-The trainer calls ``on_step`` after every step and ``on_eval`` after every evaluation (any object
+The trainer calls ``on_step`` at each read of its device-side loss and accuracy sums (twice a second,
+and before every evaluation and checkpoint: never once per step, which would sync the device) with the
+means since the previous read, and ``on_eval`` after every evaluation (any object
 with these methods and ``close``: :class:`growth.trainer.Display`); a growth controller may provide
 ``display_rows()`` (group, width, Γ ratio) which is shown as a table.
 """
