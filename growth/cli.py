@@ -432,16 +432,18 @@ def cmd_grow(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) -> int:
-    """Run ``fit(display)`` with the progress display, then print the summary."""
+    """Run ``fit(display)`` with the progress display, then print the summary (under torchrun: rank 0 only)."""
+    from . import distributed
     from .display import make_display
 
-    display = make_display(args.quiet)
+    display = make_display(args.quiet or not distributed.is_main())
     try:
         summary = fit(display)
     finally:
         if display is not None:
             display.close()
-    _print_summary(summary, store.path)
+    if distributed.is_main():
+        _print_summary(summary, store.path)
     return 0
 
 

@@ -56,6 +56,7 @@ import torch
 
 from search_spaces import family_of, genotype_of
 
+from . import distributed
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
@@ -228,16 +229,21 @@ class GrowthController(Controller):
         goal = step_targets(self.seed_macs, self.target, cfg.growth_steps)[self.steps_done - 1]
         record = {"growth_step": self.steps_done, "goal_macs": goal, "macs": trainer.cost.macs,
                   "val_acc": val_acc, "scores": {k: round(v, 4) for k, v in scores.items()}}
-        if not _finite(trainer):
+        finite = _finite(trainer)
+        chosen: list[str] = []
+        plan: list[Action] = []
+        if finite:
+            chosen = [g.name for g in groups] if cfg.allocation == "uniform" else select_groups(scores, cfg.select_frac)
+            # Γ has not moved anywhere (no score above 0): nothing grows now; later steps catch up.
+            plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal) if chosen else []
+        if distributed.active():  # under torchrun every rank applies rank 0's decision; the log says whether
+            decisions = distributed.gather((finite, chosen, plan, scores))  # all ranks had the same Γ and plan
+            finite, chosen, plan, _ = decisions[0]
+            record["ranks_agree"] = all(d == decisions[0] for d in decisions)
+        if not finite:
             self.refused += 1
             trainer.log_event("refused", **record, reason="non-finite weights or DessiLBI state")
             return
-        if cfg.allocation == "uniform":
-            chosen = [g.name for g in groups]
-        else:
-            chosen = select_groups(scores, cfg.select_frac)
-        # Γ has not moved anywhere (no score above 0): nothing grows now; later steps catch up.
-        plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal) if chosen else []
         trainer.log_event("check", **record, selected=chosen)
         if plan:
             self._apply(trainer, plan, scores, val_acc)

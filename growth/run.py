@@ -31,6 +31,7 @@ import torch
 
 from search_spaces.errors import first_line
 
+from . import distributed
 from .config import ConfigError, TrainConfig
 from .data import Dataset, load_dataset
 from .device import resolve_device
@@ -98,6 +99,9 @@ def _check_settings(config: TrainConfig) -> None:
         raise ConfigError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.seed_value is not None and not 0 <= config.seed_value < 2**63 - 1:
         raise ConfigError(f"the random seed must be in [0, 2**63 - 1), got {config.seed_value}")
+    if config.batch_size % distributed.world_size():
+        raise ConfigError(f"the batch size ({config.batch_size}) must be divisible by the number of processes "
+                          f"({distributed.world_size()}): each trains on an equal share of every batch")
     probe = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     try:
         make_optimizer(config, probe)
@@ -209,6 +213,7 @@ class Run:
         """
         from search_spaces import get_genotype
 
+        distributed.setup()  # under torchrun: join the process group (nothing in a single process)
         if resume is not None:
             return cls._reopen(type(config), resume, kind, overrides or {})
         if overrides:
@@ -219,15 +224,15 @@ class Run:
         data = _load_data(config)
         _check_inputs(config, data)
         if config.seed_value is None:
-            config.seed_value = random.SystemRandom().randrange(2**31)
-        store = RunStore.create(out or default_run_dir(config.seed),
-                                {"kind": kind, "config": config.to_dict(), **run_metadata()})
+            config.seed_value = distributed.from_main(random.SystemRandom().randrange(2**31))
+        store = _shared_store(lambda: RunStore.create(out or default_run_dir(config.seed),
+                                                      {"kind": kind, "config": config.to_dict(), **run_metadata()}))
         return cls(config, store, data, False)
 
     @classmethod
     def _reopen(cls, config_class: type[TrainConfig], resume: str | os.PathLike[str], kind: str,
                 overrides: Mapping[str, Any]) -> Run:
-        store = RunStore.open(resume)
+        store = _shared_store(lambda: RunStore.open(resume))
         saved, config = _read_saved_config(store, config_class, kind)
         changed = _apply_overrides(config, overrides, store.path) if overrides else {}
         data = _load_data(config)
@@ -247,7 +252,7 @@ class Run:
         from search_spaces import build_model, create_model, genotype_from_dict
 
         config, data = self.config, self.data
-        device = resolve_device(config.device)
+        device = distributed.local_device(resolve_device(config.device))
         torch.manual_seed(config.seed_value)
         if config.genotype is not None:
             model = build_model(genotype_from_dict(config.genotype))
@@ -263,6 +268,30 @@ class Run:
     def fit(self, controller: Controller | None = None, display: Display | None = None) -> dict[str, Any]:
         """Train to the budget; returns the summary (also written to summary.json)."""
         return self.trainer(controller, display).fit()
+
+
+class _FollowerStore(RunStore):
+    """The run directory as the ranks other than 0 see it under torchrun: read, never written."""
+
+    def write_json(self, name: str, obj: Any) -> None:
+        pass
+
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        pass
+
+    def rewind_jsonl(self, name: str, keep: Any) -> None:
+        pass
+
+    def save_torch(self, name: str, obj: Any) -> None:
+        pass
+
+
+def _shared_store(make: Any) -> RunStore:
+    """``make()`` (create or open the run directory) on rank 0 only; the other ranks get its path, read-only
+    (:class:`_FollowerStore`), or rank 0's error. In a single process: ``make()``."""
+    store = distributed.main_does(make)
+    path = distributed.from_main("" if store is None else str(store.path))
+    return store if store is not None else _FollowerStore(path)
 
 
 def _load_data(config: TrainConfig) -> Dataset:

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -50,6 +51,7 @@ from torch import nn
 
 from search_spaces import genotype_of
 
+from . import distributed
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, normalize
@@ -246,8 +248,8 @@ class Trainer:
         while True:
             batch = next_batch_size(config.batch_size, ledger.affordable_samples(self.cost.train_flops_per_sample),
                                     len(self.permutation))
-            if batch < 2:
-                break  # the budget is spent (to within one sample's cost)
+            if batch < max(2, distributed.world_size()):
+                break  # the budget is spent (to within one sample's cost; one per process under torchrun)
             self.train_step(batch)
             self.state.step += 1
             if time.monotonic() - self._last_report >= self.report_every_s:
@@ -274,7 +276,10 @@ class Trainer:
     def train_step(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the next ``batch`` images of the epoch; (loss, correct predictions) as
         device tensors. Nothing here waits for the device: the loss and the count are accumulated on
-        the device for :meth:`report_progress` to read."""
+        the device for :meth:`report_progress` to read.
+
+        Under torchrun every rank draws the same global batch and trains on its shard of it
+        (:mod:`growth.distributed`); the loss and the count are then the shard's."""
         config, data = self.config, self.data
         if self.state.position + batch > len(self.permutation):
             self.state.epoch += 1
@@ -287,6 +292,9 @@ class Trainer:
         self.state.position += batch
         x = augment(data.train_x[index], self.aug_gen)
         y = data.train_y[index]
+        if distributed.active():  # this rank's shard of the global batch (augmented whole: one random stream)
+            start, stop = distributed.shard(batch)
+            x, y = x[start:stop], y[start:stop]
         fraction = self.ledger.fraction_spent
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, fraction)
@@ -294,7 +302,10 @@ class Trainer:
         loss, correct = self._step_forward(batch)(x, y)
         penalty = self.controller.extra_loss(self)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss if penalty is None else loss + penalty).backward()
+        # DDP averages the ranks' gradients: a shard's loss counts by its share of the batch, so that the
+        # gradient is the global batch's mean also when the batch does not split evenly (the budget's last).
+        scaled = loss * (len(y) * distributed.world_size() / batch) if distributed.active() else loss
+        (scaled if penalty is None else scaled + penalty).backward()
         self.controller.after_backward(self)
         self.optimizer.step()
         self.controller.after_step(self)
@@ -308,7 +319,7 @@ class Trainer:
         self._loss_prev.copy_(loss)
         self._correct_sum.add_(correct)
         self._unread_steps += 1
-        self._unread_images += batch
+        self._unread_images += len(y)
         return loss, correct
 
     def report_progress(self) -> None:
@@ -344,6 +355,9 @@ class Trainer:
         self._compiling = False
         arch = (self.model, getattr(self.model, "genotype", None))
         if self._forward is None or self._step_arch is None or any(a is not b for a, b in zip(arch, self._step_arch)):
+            if distributed.active():  # the old DDP goes first: it holds the parameters' old-shaped gradient slots
+                self._forward = self._compiled = None
+                gc.collect()
             self._step_arch, self._forward, self._compiled = arch, self._make_forward(), None
             if self.config.compile:
                 import torch._dynamo
@@ -371,7 +385,8 @@ class Trainer:
                            "without --compile") from None
 
     def _make_forward(self) -> _Forward:
-        model, mean, std = self.model, self._mean, self._std
+        # Under torchrun the step runs through DDP, wrapped afresh around every architecture.
+        model, mean, std = distributed.wrap(self.model, self.device), self._mean, self._std
         channels_last, amp, device_type = self.channels_last, self.amp, self.device.type
         smoothing = self.config.label_smoothing
 
@@ -487,6 +502,8 @@ class Trainer:
         be finite (two device syncs per checkpoint)."""
         from search_spaces import genotype_to_dict
 
+        if not distributed.is_main():  # under torchrun rank 0 writes the run directory
+            return
         self.report_progress()
         tensors = [t.detach() for t in self.model.state_dict().values() if t.is_floating_point()]
         if not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
