@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_grow, start_grow
+from conftest import GROW, run_grow, start_grow, subprocess_env
 
 STUDY = ("search", "--data", "sample", "--subset", "300", "--budget-per-trial", "3e10", "--seed", "resnet8-thin",
          "--seed-value", "0")
@@ -83,6 +83,25 @@ def test_a_study_runs_joins_shows_and_respects_its_budget(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_two_concurrent_workers_share_one_local_study(tmp_path: Path) -> None:
+    """Two processes on one journal file (one --out): unique trial numbers, exactly the requested total."""
+    out = tmp_path / "shared"
+    workers = [subprocess.Popen([*GROW, *STUDY, "--trials", "4", "--out", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr
+    trials = _trials(out)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4
+    reported = [line.split(":")[0] for out_, _ in outputs for line in out_.splitlines() if "val_acc" in line]
+    assert sorted(reported) == sorted(f"trial {t.number}" for t in done)
+    assert all((out / "trials" / str(t.number) / "summary.json").is_file() for t in done)
+
+
 @pytest.mark.parametrize("args, message", [
     (("--trials", "0"), "--trials: expected a positive integer"),
     (("--trials", "2", "--budget-per-trial", "0"), "budget must be a positive number"),
