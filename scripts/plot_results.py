@@ -3,11 +3,12 @@
 Reads recorded bench directories (their frontier cells, ``width:*``, mean ± std over seed values) and
 single run directories (``summary.json``), one panel per budget:
 
-    python scripts/plot_results.py --out runs/recorded/results.png \\
-        --panel 1e13 runs/recorded/bench-cifar10jpeg-1e13 \\
-            "grow=runs/recorded/bench-cifar10jpeg-1e13/cells/grow/seed0,.../seed1,.../seed2" \\
-        --panel 3e13 runs/recorded/bench-cifar10jpeg-3e13 \\
-            "grow=runs/recorded/ablation-3e13/grow-wd5e-4-seed0,runs/recorded/ablation-3e13/grow-wd5e-4-seed1"
+    B1=runs/recorded/bench-cifar10jpeg-1e13 B3=runs/recorded/bench-cifar10jpeg-3e13 A=runs/recorded/ablation-3e13
+    python scripts/plot_results.py --out runs/recorded/results.png \
+        --panel 1e13 $B1 "grow, wd 1e-4=$B1/cells/grow/seed0,$B1/cells/grow/seed1,$B1/cells/grow/seed2" \
+            "grow=runs/recorded/ablation-1e13/grow-seed0" \
+        --panel 3e13 $B3 "grow=$A/grow-wd5e-4-seed0,$A/grow-wd5e-4-seed1" \
+            "grow, wd 1e-4=$B3/cells/grow/seed0" "scratch=$B3/cells/scratch/seed0"
 
 Each ``LABEL=DIR[,DIR...]`` is drawn as one point: mean MACs and mean ± std test accuracy of its runs.
 """
