@@ -91,3 +91,18 @@ def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def kill_after_first_evaluation(worker: subprocess.Popen, run_dir: Path, timeout_s: float = 300) -> None:
+    """SIGKILL ``worker`` once its run in ``run_dir`` has written one evaluation (mid-training)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    metrics = run_dir / "metrics.jsonl"
+    while not metrics.is_file() or not metrics.read_text():
+        assert worker.poll() is None, worker.communicate()[1]  # still training: one evaluation written
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()

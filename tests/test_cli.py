@@ -3,7 +3,6 @@ exit code 2, no traceback, and nothing on disk changed."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_grow, subprocess_env
+from conftest import run_grow, snapshot, subprocess_env
 
 import search_spaces
 
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.slow
 
 def grow(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     return run_grow(*args, cwd=cwd, timeout=300, **({"GROWTH_DATA_DIR": str(cache)} if cache else {}))
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under root with its kind, size, mtime and content hash."""
-    state = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        state[str(path.relative_to(root))] = (path.is_dir(), st.st_size, st.st_mtime_ns, digest)
-    return state
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import GROW, run_grow, subprocess_env
+from conftest import GROW, kill_after_first_evaluation, run_grow, subprocess_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.py"
 TRIAL = ("search", "--data", "sample", "--subset", "300", "--seed", "resnet8-thin", "--seed-value", "0")
@@ -86,13 +85,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_through_the_heartbeat(p
     worker = subprocess.Popen([*GROW, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env=subprocess_env())
     run_dir = tmp_path / "study" / "trials" / "0"
-    deadline = time.monotonic() + 300
-    while not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "metrics.jsonl").read_text():
-        assert worker.poll() is None, worker.communicate()[1]  # still training: one evaluation written
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_after_first_evaluation(worker, run_dir)
     [dead] = _study(postgres_url, "killed")
     assert dead.state.name == "RUNNING"  # as the database saw it: nobody told it otherwise
     time.sleep(2.5)  # the grace period (2 x --heartbeat) runs out

@@ -6,14 +6,12 @@ The end-to-end tests run tiny studies on the shipped sample data (3e10 FLOPs a t
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import GROW, run_grow, start_grow, subprocess_env
+from conftest import GROW, kill_after_first_evaluation, run_grow, start_grow, subprocess_env
 
 STUDY = ("search", "--data", "sample", "--subset", "300", "--budget-per-trial", "3e10", "--seed", "resnet8-thin",
          "--seed-value", "0")
@@ -125,13 +123,7 @@ def test_a_trial_whose_worker_died_is_retried_and_resumes_its_run_directory(tmp_
     args = (*common, "--trials", "1")
     worker = start_grow(*args)
     run_dir = out / "trials" / "0"
-    deadline = time.monotonic() + 300
-    while not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "metrics.jsonl").read_text():
-        assert worker.poll() is None, worker.communicate()[1]  # still training: one evaluation written
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_after_first_evaluation(worker, run_dir)
     assert [t.state.name for t in _trials(out)] == ["RUNNING"]
 
     result = run_grow(*args, check=True)
