@@ -98,6 +98,14 @@ _GENERATOR_OFFSET = 7919  # the growth draws' random stream: seed_value + this (
 # -- settings ---------------------------------------------------------------------------------------
 
 
+def _check_schedule(method: str, steps: int, grow_until_frac: float) -> None:
+    """The growth schedule every literature method shares: at least one step, done inside the budget."""
+    if steps < 1:
+        raise ConfigError(f"{method} steps must be at least 1, got {steps}")
+    if not 0 < grow_until_frac < 1:
+        raise ConfigError(f"{method} grow_until_frac must be in (0, 1), got {grow_until_frac}")
+
+
 @dataclass(frozen=True)
 class VTSettings:
     """Variance Transfer's schedule: ``steps`` widenings evenly spaced up to ``grow_until_frac`` of the
@@ -109,10 +117,7 @@ class VTSettings:
     start_width_frac: float = 0.25
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"vt steps must be at least 1, got {self.steps}")
-        if not 0 < self.grow_until_frac < 1:
-            raise ConfigError(f"vt grow_until_frac must be in (0, 1), got {self.grow_until_frac}")
+        _check_schedule("vt", self.steps, self.grow_until_frac)
         if not 0 < self.start_width_frac < 1:
             raise ConfigError(f"vt start_width_frac must be in (0, 1), got {self.start_width_frac}")
 
@@ -127,10 +132,7 @@ class Net2NetSettings:
     noise: float = 0.1
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"net2net steps must be at least 1, got {self.steps}")
-        if not 0 < self.grow_until_frac < 1:
-            raise ConfigError(f"net2net grow_until_frac must be in (0, 1), got {self.grow_until_frac}")
+        _check_schedule("net2net", self.steps, self.grow_until_frac)
         if not 0 <= self.noise < 1:
             raise ConfigError(f"net2net noise must be in [0, 1), got {self.noise}")
 
