@@ -192,7 +192,7 @@ def _resize(model: nn.Module, group: ChannelGroup, keep: torch.Tensor, n_new: in
                 new_data = new_data.to(memory_format=torch.channels_last)
             if isinstance(old, nn.Parameter):
                 if old in state_of:
-                    _resize_state(state_of[old], tuple(old.shape), dim, keep, n_new)
+                    _resize_state(state_of[old], tuple(old.shape), dim, keep, n_new, new_data)
                 old.data, old.grad = new_data, None
             else:
                 setattr(old_mod, attr, new_data)
@@ -224,13 +224,17 @@ def _take(old: torch.Tensor, dim: int, keep: torch.Tensor, n_new: int, fill: flo
 
 
 def _resize_state(state: dict, old_shape: tuple[int, ...], dim: int, keep: torch.Tensor,
-                  n_new: int) -> None:
+                  n_new: int, param: torch.Tensor) -> None:
+    """Resize a parameter's optimizer state like the parameter (now ``param``), in its memory layout:
+    the optimizer's foreach kernels run on parameter and state together, and a layout mismatch
+    costs a copy every step."""
     for key, value in state.items():
         if not torch.is_tensor(value) or value.dim() == 0:
             continue
         fill = -1 if key == "entry_step" else 0
         if tuple(value.shape) == old_shape:
-            state[key] = _take(value, dim, keep.to(value.device), n_new, fill)
+            taken = _take(value, dim, keep.to(value.device), n_new, fill)
+            state[key] = torch.empty_like(param, dtype=taken.dtype).copy_(taken)
         elif dim == 0 and value.dim() == 1 and value.shape[0] == old_shape[0]:
             state[key] = _take(value, 0, keep.to(value.device), n_new, fill)
 

@@ -72,6 +72,20 @@ def test_widen_preserves_function_and_optimizer_state(family, mode):
     opt.step()
 
 
+def test_resized_optimizer_state_keeps_the_parameters_memory_format():
+    model, opt, x = _trained("resnet-zeropad")
+    model.to(memory_format=torch.channels_last)
+    for group in channel_groups(model):
+        widen(model, group.name, 2, opt)
+    checked = 0
+    for p, state in opt.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == p.shape and p.dim() == 4:
+                assert value.stride() == p.stride(), key
+                checked += 1
+    assert checked > 0
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_deepen_preserves_function_and_registers_params(family):
     model, opt, x = _trained(family)
