@@ -56,6 +56,8 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from search_spaces.errors import GrowthError
 
+from .config import Bounds, GrowConfig, TrainConfig, flag_of, option_metadata
+
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
     from pathlib import Path
@@ -133,50 +135,15 @@ def lam_arg(text: str) -> float | str:
 _PARSERS: dict[str, Callable[[str], Any]] = {"budget": budget_arg, "count": positive_int, "lam": lam_arg}
 _TYPES: dict[str, Callable[[str], Any]] = {"float": finite_float, "int": int, "str": str}
 
-# The range of each numeric option, refused at parse time outside it: (low, high, low included, high
-# included), None for no bound. What the optimizer, the loss or the schedule could not use, and learning
-# rates no network trains at (an lr that merely diverges is stopped by the trainer, see growth.trainer).
-_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "lr": (0, 1e6, False, True),
-    "batch_size": (2, 2**31 - 1, True, True),
-    "momentum": (0, 1, True, False),
-    "weight_decay": (0, 1, True, True),
-    "label_smoothing": (0, 1, True, False),
-    "warmup_frac": (0, 1, True, False),
-    "decay_start_frac": (0, 1, True, False),
-    "eval_every_frac": (0, 1, False, True),
-    "checkpoint_every_s": (0, None, True, False),
-    "seed_value": (0, 2**63 - 2, True, True),
-    "kappa": (0, None, False, False),
-    "nu": (0, None, False, False),
-    "lam": (0, None, False, False),
-    "size_ref_macs": (0, None, False, False),
-    "size_exponent": (0, None, True, False),
-    "min_growth": (0, None, False, False),
-    "grow_until_frac": (0, 1, False, False),
-    "select_frac": (0, 1, False, True),
-    "max_step_factor": (1, None, False, False),
-}
-
-
-def _in_range(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """``parse`` followed by the range check of option ``name`` (numbers only; ``auto`` passes)."""
-    low, high, low_in, high_in = _RANGES[name]
-
-    def parse_in_range(text: str) -> Any:
+def _in_bounds(parse: Callable[[str], Any], bounds: Bounds) -> Callable[[str], Any]:
+    """``parse`` followed by the option's bounds (numbers only; ``auto`` passes)."""
+    def parse_in_bounds(text: str) -> Any:
         value = parse(text)
-        if isinstance(value, (int, float)):
-            below = low is not None and (value < low or (value == low and not low_in))
-            above = high is not None and (value > high or (value == high and not high_in))
-            if below or above:
-                lo, hi = (str(v) if isinstance(v, int) else f"{v:g}" for v in (low, high))
-                shown = (f"{'[' if low_in else '('}{lo}, {hi}{']' if high_in else ')'}" if high is not None
-                         else f"{'>=' if low_in else '>'} {lo}")
-                raise argparse.ArgumentTypeError(f"expected a number {'in ' if high is not None else ''}{shown}, "
-                                                 f"got {text!r}")
+        if isinstance(value, (int, float)) and value not in bounds:
+            raise argparse.ArgumentTypeError(f"expected a number {bounds}, got {text!r}")
         return value
 
-    return parse_in_range
+    return parse_in_bounds
 
 
 def option_type(f: dataclasses.Field, meta: dict) -> Callable[[str], Any]:
@@ -199,22 +166,13 @@ def option_type(f: dataclasses.Field, meta: dict) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
         return boolean
     parse = _PARSERS[meta["parse"]] if meta["parse"] else _TYPES[base_type]
-    return _in_range(f.name, parse) if f.name in _RANGES else parse
+    return _in_bounds(parse, meta["bounds"]) if meta.get("bounds") else parse
 
 
 def config_options(cls: type) -> list[tuple[dataclasses.Field, dict]]:
-    """The fields of config class ``cls`` that are command-line options, with their option metadata.
-
-    A subclass that overrides a field's default without metadata keeps the parent's.
-    """
-    found = []
-    for f in dataclasses.fields(cls):
-        inherited = (getattr(base, "__dataclass_fields__")[f.name].metadata for base in cls.__mro__[1:]
-                     if f.name in getattr(base, "__dataclass_fields__", {}))
-        meta = dict(f.metadata) or next((dict(m) for m in inherited), {})
-        if meta.get("cli", False):
-            found.append((f, meta))
-    return found
+    """The fields of config class ``cls`` that are command-line options, with their option metadata."""
+    meta_of = option_metadata(cls)
+    return [(f, meta_of[f.name]) for f in dataclasses.fields(cls) if meta_of[f.name].get("cli", False)]
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any, exclude: tuple[str, ...] = ()
@@ -229,7 +187,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any
             continue
         group = meta["group"]
         target = parser if group is None else groups.setdefault(group, parser.add_argument_group(group))
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        flag = flag_of(f.name, meta)
         default = None if f.name == "budget_flops" else getattr(defaults, f.name)
         shown = "" if default is None else f" (default {default:g})" if isinstance(default, float) else \
             f" (default {default})"
@@ -264,8 +222,6 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     """The ``grow`` parser and the subcommands' parsers (built-in ones at once, entry points when asked)."""
-    from .config import GrowConfig, TrainConfig
-
     plugins = _entry_point_commands()
     grow = Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
                   "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
@@ -366,8 +322,8 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
     names: dict[str, tuple[dataclasses.Field, dict]] = {}
     for f, meta in config_options(cls):
-        names[f.name] = names[(meta["flag"] or "--" + f.name)[2:].replace("-", "_")] = (f, meta)
-    allowed = ", ".join((meta["flag"] or "--" + f.name)[2:] for f, meta in config_options(cls)
+        names[f.name] = names[flag_of(f.name, meta)[2:].replace("-", "_")] = (f, meta)
+    allowed = ", ".join(flag_of(f.name, meta)[2:] for f, meta in config_options(cls)
                         if f.name in RESUME_SETTINGS)
     found: dict[str, Any] = {}
     for item in args.override:
@@ -390,7 +346,6 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _check_run_args(args)  # before the imports below (torch): a usage error answers at once
-    from .config import TrainConfig
 
     overrides = _overrides(args, TrainConfig)
     from .run import Run
@@ -417,7 +372,6 @@ def _read_genotype(path: str) -> dict:
 
 def cmd_grow(args: argparse.Namespace) -> int:
     _check_run_args(args)  # usage errors first, before the imports below (torch) take their time
-    from .config import GrowConfig
 
     overrides = _overrides(args, GrowConfig)
     from .controller import GrowthController

@@ -20,15 +20,67 @@ class ConfigError(GrowthError, ValueError):
     """Settings that cannot work; the message is one line."""
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a setting may take, ``low``/``high`` None for no bound: checked when the option is
+    parsed (growth.cli) and by the config's ``validate()`` (settings from config.json or an override).
+
+    >>> 0.5 in Bounds(0, 1, high_closed=False), 1 in Bounds(0, 1, high_closed=False)
+    (True, False)
+    >>> str(Bounds(0, 1, high_closed=False)), str(Bounds(0, low_closed=False))
+    ('in [0, 1)', '> 0')
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        below = self.low is not None and (value < self.low or (value == self.low and not self.low_closed))
+        above = self.high is not None and (value > self.high or (value == self.high and not self.high_closed))
+        return not (below or above)
+
+    def __str__(self) -> str:
+        low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
+        if self.high is None:
+            return f"{'>=' if self.low_closed else '>'} {low}"
+        return f"in {'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
+
+
+# Bounds used by several settings: a share of the budget, a positive number, a count of at least one.
+_SHARE = Bounds(0, 1, high_closed=False)
+_POSITIVE = Bounds(0, low_closed=False)
+_AT_LEAST_ONE = Bounds(1)
+
+
 def option(default: Any, help: str, *, flag: str | None = None, parse: str | None = None,
-           choices: tuple[str, ...] | None = None, group: str | None = None, cli: bool = True) -> Any:
+           choices: tuple[str, ...] | None = None, bounds: Bounds | None = None, group: str | None = None,
+           cli: bool = True) -> Any:
     """A config field that carries its command-line option: ``help``, the flag (default
     ``--field-name``), how to parse it (``"budget"``, ``"count"``, ``"lam"``; else from the field's
-    type), its choices and its help group. ``cli=False`` keeps a field off the command line.
-    The ``grow`` parser is generated from these (growth.cli), so a setting is declared once.
+    type), its choices or numeric bounds and its help group. ``cli=False`` keeps a field off the command
+    line. The ``grow`` parser is generated from these (growth.cli), and ``validate()`` checks choices and
+    bounds from them, so a setting and its range are declared once.
     """
     return field(default=default, metadata={"help": help, "flag": flag, "parse": parse, "choices": choices,
-                                            "group": group, "cli": cli})
+                                            "bounds": bounds, "group": group, "cli": cli})
+
+
+def option_metadata(cls: type) -> dict[str, dict[str, Any]]:
+    """The option metadata of every field of config class ``cls`` (:func:`option`); a subclass that
+    overrides a field's default without metadata keeps the parent's."""
+    found = {}
+    for f in fields(cls):
+        inherited = (getattr(base, "__dataclass_fields__")[f.name].metadata for base in cls.__mro__[1:]
+                     if f.name in getattr(base, "__dataclass_fields__", {}))
+        found[f.name] = dict(f.metadata) or next((dict(m) for m in inherited), {})
+    return found
+
+
+def flag_of(name: str, meta: dict[str, Any]) -> str:
+    """The command-line flag of setting ``name``."""
+    return meta.get("flag") or "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -40,37 +92,41 @@ class TrainConfig:
     data: str = option("sample", "sample (shipped, offline), cifar10, cifar100, fashion-mnist, or an "
                        "ImageFolder directory")
     budget_flops: float = option(2e13, "training FLOPs (3 x forward FLOPs x samples): 2e17, 500T, 1P; "
-                                 "required unless --resume", flag="--budget", parse="budget")
-    subset: int | None = option(None, "use only this many training images", parse="count")
+                                 "required unless --resume", flag="--budget", parse="budget", bounds=_POSITIVE)
+    subset: int | None = option(None, "use only this many training images", parse="count",
+                                bounds=_AT_LEAST_ONE)
     val_size: int | None = option(None, "validation images carved from train (default: 5,000 for "
                                   "CIFAR-sized train sets, else 10%%)", parse="count")
-    batch_size: int = option(128, "images per step", parse="count")
-    optimizer: str = option("sgd", "sgd or dessilbi", cli=False)
-    lr: float = option(0.1, "peak learning rate")
-    momentum: float = option(0.9, "SGD momentum")
+    batch_size: int = option(128, "images per step", parse="count",
+                                bounds=Bounds(2, 2**31 - 1))
+    optimizer: str = option("sgd", "sgd or dessilbi", choices=("sgd", "dessilbi"), cli=False)
+    lr: float = option(0.1, "peak learning rate", bounds=Bounds(0, 1e6, low_closed=False))
+    momentum: float = option(0.9, "SGD momentum", bounds=Bounds(0, 1, high_closed=False))
     nesterov: bool = option(True, "Nesterov momentum")
-    weight_decay: float = option(5e-4, "L2 weight decay (not on BatchNorm and biases)")
-    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
-    warmup_frac: float = option(0.05, "share of the budget spent warming up", flag="--warmup")
+    weight_decay: float = option(5e-4, "L2 weight decay (not on BatchNorm and biases)",
+                                 bounds=Bounds(0, 1))
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", bounds=_SHARE)
+    warmup_frac: float = option(0.05, "share of the budget spent warming up", flag="--warmup",
+                               bounds=_SHARE)
     schedule: str = option("cosine", "learning-rate decay", choices=("cosine", "linear", "constant"))
     decay_start_frac: float = option(0.0, "the learning rate stays at its peak until this share, then decays "
-                                     "to 0", flag="--decay-start")
+                                     "to 0", flag="--decay-start", bounds=_SHARE)
     eval_every_frac: float = option(0.1, "evaluate on the validation split every this share of the budget",
-                                    flag="--eval-every")
+                                    flag="--eval-every", bounds=Bounds(0, 1, low_closed=False))
     checkpoint_every_s: float = option(120.0, "also checkpoint at least this often (seconds of wall time)",
-                                       flag="--checkpoint-every")
+                                       flag="--checkpoint-every", bounds=Bounds(0))
     seed_value: int | None = option(None, "random seed (drawn and recorded if not given); makes a CPU run "
-                                    "deterministic")
+                                    "deterministic", bounds=Bounds(0, 2**63 - 2))
     device: str = option("auto", "auto, cpu, cuda, cuda:N, mps")
     precision: str = option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=("auto", "bf16", "fp32"))
     channels_last: bool = option(True, "channels-last memory format")
     compile: bool = option(False, "compile the training step with torch.compile (again after every growth event; "
                            "the compile time is reported apart from the training time)")
     # DessiLBI (optimizer="dessilbi"); see growth.dessilbi
-    kappa: float = option(1.0, "DessiLBI κ", group="DessiLBI")
-    nu: float = option(100.0, "DessiLBI ν (coupling of W and Γ)", group="DessiLBI")
+    kappa: float = option(1.0, "DessiLBI κ", bounds=_POSITIVE, group="DessiLBI")
+    nu: float = option(100.0, "DessiLBI ν (coupling of W and Γ)", bounds=_POSITIVE, group="DessiLBI")
     lam: float | str = option(1.0, "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
-                              parse="lam", group="DessiLBI")
+                              parse="lam", bounds=_POSITIVE, group="DessiLBI")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,23 +148,25 @@ class TrainConfig:
         return cls(**data)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` (one line) for settings that cannot work."""
-        if not (self.budget_flops > 0 and math.isfinite(self.budget_flops)):
-            raise ConfigError(f"budget must be a positive number of FLOPs, got {self.budget_flops}")
-        if self.batch_size < 2:
-            raise ConfigError("batch size must be at least 2 (BatchNorm needs two samples)")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"unknown schedule {self.schedule!r} (cosine, linear or constant)")
-        if self.optimizer not in ("sgd", "dessilbi"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r} (sgd or dessilbi)")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"unknown precision {self.precision!r} (auto, bf16 or fp32)")
-        if not 0 < self.eval_every_frac <= 1:
-            raise ConfigError("--eval-every must be a share of the budget in (0, 1]")
-        if not 0 <= self.warmup_frac < 1:
-            raise ConfigError("--warmup must be a share of the budget in [0, 1)")
+        """Raise :class:`ConfigError` (one line) for settings that cannot work: every number finite and
+        within its option's bounds, every choice known, and the combinations that cannot work.
+
+        >>> TrainConfig(momentum=1.5).validate()
+        Traceback (most recent call last):
+        growth.config.ConfigError: --momentum must be a number in [0, 1), got 1.5
+        """
+        for name, meta in option_metadata(type(self)).items():
+            value, flag = getattr(self, name), flag_of(name, meta)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag} must be a finite number, got {value}")
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ConfigError(f"unknown {flag[2:]} {value!r} ({', '.join(meta['choices'])})")
+            bounds = meta.get("bounds")
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if bounds is not None and is_number and value not in bounds:
+                raise ConfigError(f"{flag} must be a number {bounds}, got {value}")
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("Nesterov momentum needs a momentum above 0: with --momentum 0 give --no-nesterov")
 
 
 # The budget -> size rule (growth.controller.target_macs): the MACs of the best fixed width of the
@@ -133,27 +191,31 @@ class GrowConfig(TrainConfig):
     optimizer: str = option("dessilbi", "growth reads DessiLBI's Γ", cli=False)
     eval_every_frac: float = option(0.1, "set from the growth steps", cli=False)
     lam: float | str = option("auto", "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
-                              parse="lam", group="DessiLBI")
+                              parse="lam", bounds=_POSITIVE, group="DessiLBI")
     target_macs: float | None = option(None, "final inference MACs (default: the best fixed width's MACs at "
-                                       "this budget, from the size rule below)", parse="budget", group=_GROWTH)
+                                       "this budget, from the size rule below)", parse="budget", bounds=_POSITIVE,
+                                       group=_GROWTH)
     size_ref_macs: float = option(SIZE_REF_MACS, "size rule: best fixed MACs at --size-ref-budget (measured on "
-                                  "CIFAR-10)", group=_GROWTH)
+                                  "CIFAR-10)", bounds=_POSITIVE, group=_GROWTH)
     size_ref_budget: float = option(SIZE_REF_BUDGET, "size rule: the budget of --size-ref-macs", parse="budget",
-                                    group=_GROWTH)
-    size_exponent: float = option(SIZE_EXPONENT, "size rule: best MACs grow like budget**exponent", group=_GROWTH)
+                                    bounds=_POSITIVE, group=_GROWTH)
+    size_exponent: float = option(SIZE_EXPONENT, "size rule: best MACs grow like budget**exponent",
+                                   bounds=Bounds(0), group=_GROWTH)
     min_growth: float = option(1.25, "grow only to a target at least this multiple of the seed's MACs",
-                               group=_GROWTH)
+                               bounds=_POSITIVE, group=_GROWTH)
     growth_steps: int = option(4, "number of widenings, evenly spaced in the budget, geometric in MACs",
-                               parse="count", group=_GROWTH)
+                               parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
     grow_until_frac: float = option(0.4, "share of the budget by which growth is done", flag="--grow-until",
-                                    group=_GROWTH)
+                                    bounds=Bounds(0, 1, low_closed=False, high_closed=False), group=_GROWTH)
     allocation: str = option("gamma", "where to widen: gamma (Γ entry rate), uniform (every group), none "
                              "(no growth)", choices=("gamma", "uniform", "none"), group=_GROWTH)
     select_frac: float = option(0.9, "widen the groups scoring at least this share of the best score",
-                                group=_GROWTH)
-    max_step_factor: float = option(2.0, "a group's width grows at most this much per step", group=_GROWTH)
+                                bounds=Bounds(0, 1, low_closed=False), group=_GROWTH)
+    max_step_factor: float = option(2.0, "a group's width grows at most this much per step",
+                                     bounds=Bounds(1, low_closed=False), group=_GROWTH)
     deepen: bool = option(False, "also add blocks to selected stages", group=_GROWTH)
-    max_blocks: int = option(9, "depth cap per stage", parse="count", group=_GROWTH)
+    max_blocks: int = option(9, "depth cap per stage", parse="count", bounds=_AT_LEAST_ONE,
+                            group=_GROWTH)
 
     def __post_init__(self) -> None:
         # Every growth step is a check and an evaluation; evaluations go on at that cadence.
@@ -169,19 +231,3 @@ class GrowConfig(TrainConfig):
             raise ConfigError("growth reads DessiLBI's Γ: --optimizer must be dessilbi")
         if self.seed.startswith("timm:"):
             raise ConfigError("timm backbones are fixed references: grow a registered seed (see `grow seeds`)")
-        if self.allocation not in ("gamma", "uniform", "none"):
-            raise ConfigError(f"unknown allocation {self.allocation!r} (gamma, uniform or none)")
-        if self.growth_steps < 1:
-            raise ConfigError(f"--growth-steps must be at least 1, got {self.growth_steps}")
-        if not 0 < self.grow_until_frac < 1:
-            raise ConfigError(f"--grow-until must be in (0, 1), got {self.grow_until_frac}")
-        if not 0 < self.select_frac <= 1:
-            raise ConfigError(f"--select-frac must be in (0, 1], got {self.select_frac}")
-        if not self.max_step_factor > 1:
-            raise ConfigError(f"--max-step-factor must be above 1, got {self.max_step_factor}")
-        if self.target_macs is not None and not (self.target_macs > 0 and math.isfinite(self.target_macs)):
-            raise ConfigError(f"--target-macs must be a positive number, got {self.target_macs}")
-        if not (self.size_ref_macs > 0 and self.size_ref_budget > 0 and self.size_exponent >= 0):
-            raise ConfigError("the size rule needs positive --size-ref-macs/--size-ref-budget, --size-exponent >= 0")
-        if self.lam != "auto" and not float(self.lam) > 0:
-            raise ConfigError(f"--lam must be positive or auto, got {self.lam}")

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import random
 import time
@@ -82,23 +81,14 @@ def _check_inputs(config: TrainConfig, data: Dataset) -> None:
 
 def _check_settings(config: TrainConfig) -> None:
     """Raise :class:`ConfigError` (one line) for settings the training loop could not run with, wherever
-    they come from (the command line, a saved config.json, an override): the config's own checks, every
-    number finite, and what the optimizer and the loss would refuse only once training has started."""
+    they come from (the command line, a saved config.json, an override): the config's own checks, then
+    what needs the run's surroundings (the number of processes) or the optimizer would refuse only once
+    training has started."""
     from torch import nn
 
     from .optim import make_optimizer
 
     config.validate()
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{f.name} must be a finite number, got {value}")
-    if config.nesterov and config.momentum == 0:
-        raise ConfigError("Nesterov momentum needs a momentum above 0: with --momentum 0 give --no-nesterov")
-    if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
-    if config.seed_value is not None and not 0 <= config.seed_value < 2**63 - 1:
-        raise ConfigError(f"the random seed must be in [0, 2**63 - 1), got {config.seed_value}")
     if config.batch_size % distributed.world_size():
         raise ConfigError(f"the batch size ({config.batch_size}) must be divisible by the number of processes "
                           f"({distributed.world_size()}): each trains on an equal share of every batch")

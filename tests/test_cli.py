@@ -156,6 +156,34 @@ def test_every_config_field_is_an_option_or_kept_off_on_purpose() -> None:
     assert (args.budget_flops, args.grow_until_frac, args.nesterov) == (1e12, 0.5, False)
 
 
+def _bounded_options() -> list[tuple[str, str, float]]:
+    """(field, flag, a value just outside its bounds) for every bounded option of grow."""
+    from growth.cli import config_options
+    from growth.config import GrowConfig, flag_of
+
+    found = []
+    for f, meta in config_options(GrowConfig):
+        bounds = meta.get("bounds")
+        if bounds is not None:
+            outside = bounds.low - 1 if bounds.low is not None else bounds.high + 1
+            found.append((f.name, flag_of(f.name, meta), outside))
+    return found
+
+
+@pytest.mark.parametrize("name,flag,outside", _bounded_options())
+def test_bounds_are_one_rule_for_the_parser_and_a_saved_config(name: str, flag: str, outside: float) -> None:
+    # The same bounds refuse the value on the command line and in a config.json (validate()).
+    from growth.cli import UsageError, build_parser
+    from growth.config import ConfigError, GrowConfig
+
+    parser, _ = build_parser()
+    text = str(int(outside)) if float(outside).is_integer() else str(outside)
+    with pytest.raises(UsageError, match=flag):
+        parser.parse_args([item for pair in {"--budget": "1e12", flag: text}.items() for item in pair])
+    with pytest.raises(ConfigError, match=flag):
+        GrowConfig(**{"budget_flops": 1e12, name: outside}).validate()
+
+
 def test_resume_non_run_dir(ws: Path) -> None:
     other = ws / "photos"
     other.mkdir()
