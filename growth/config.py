@@ -213,6 +213,9 @@ class GrowConfig(TrainConfig):
                                 bounds=Bounds(0, 1, low_closed=False), group=_GROWTH)
     max_step_factor: float = option(2.0, "a group's width grows at most this much per step",
                                      bounds=Bounds(1, low_closed=False), group=_GROWTH)
+    width_multiple: int | None = option(None, "round grown widths of 16 channels and more to a multiple of this "
+                                        "(default: 8 where the step runs in bf16 on a GPU, for its tensor "
+                                        "cores; else 1)", parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
     deepen: bool = option(False, "also add blocks to selected stages", group=_GROWTH)
     max_blocks: int = option(9, "depth cap per stage", parse="count", bounds=_AT_LEAST_ONE,
                             group=_GROWTH)

@@ -121,16 +121,40 @@ def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
     return [name for name, s in scores.items() if s > 0 and s >= select_frac * best]
 
 
-def widened_genotype(genotype: Genotype, groups: list[ChannelGroup],
-                     factor: float) -> tuple[Genotype, dict[str, int]]:
-    """``genotype`` with each of ``groups`` widened to ``round(width · factor)``; also the channels added.
+def grown_width(width: int, factor: float, multiple: int = 1) -> int:
+    """``round(width · factor)``, and from 16 channels on rounded to a multiple of ``multiple`` (never
+    below ``width``).
 
     Rounding to the nearest width (not up) lets a small step add channels to the wide groups only,
     where one channel is a small share, instead of overshooting on the narrow ones.
+
+    >>> grown_width(10, 1.5), grown_width(16, 1.3, multiple=8), grown_width(16, 1.2, multiple=8)
+    (15, 24, 16)
     """
+    new = math.floor(width * factor + 0.5)
+    if multiple > 1 and new >= WIDTH_MULTIPLE_FROM:
+        new = max(width, multiple * math.floor(new / multiple + 0.5))
+    return new
+
+
+#: Widths from here on are rounded to ``width_multiple`` (narrower layers are not worth a padded tile).
+WIDTH_MULTIPLE_FROM = 16
+
+
+def width_multiple(config: GrowConfig, device_type: str, amp: bool) -> int:
+    """The multiple grown widths are rounded to: ``config.width_multiple``, or by default 8 where the
+    step runs in bf16 on a GPU (tensor cores work on tiles of 8 channels), else 1."""
+    if config.width_multiple is not None:
+        return config.width_multiple
+    return 8 if device_type == "cuda" and amp else 1
+
+
+def widened_genotype(genotype: Genotype, groups: list[ChannelGroup], factor: float,
+                     multiple: int = 1) -> tuple[Genotype, dict[str, int]]:
+    """``genotype`` with each of ``groups`` widened to :func:`grown_width`; also the channels added."""
     added = {}
     for group in groups:
-        n = math.floor(group.width * factor + 0.5) - group.width
+        n = grown_width(group.width, factor, multiple) - group.width
         if n > 0:
             genotype = resized_genotype(genotype, group, torch.arange(group.width), n)
             added[group.name] = n
@@ -138,10 +162,10 @@ def widened_genotype(genotype: Genotype, groups: list[ChannelGroup],
 
 
 def solve_factor(genotype: Genotype, groups: list[ChannelGroup], goal_macs: float, max_factor: float,
-                 input_shape: tuple[int, int, int]) -> tuple[float, dict[str, int]]:
+                 input_shape: tuple[int, int, int], multiple: int = 1) -> tuple[float, dict[str, int]]:
     """The largest common width factor (<= ``max_factor``) that keeps the MACs at most ``goal_macs``."""
     def macs(f: float) -> float:
-        return measure_cost(widened_genotype(genotype, groups, f)[0], input_shape).macs
+        return measure_cost(widened_genotype(genotype, groups, f, multiple)[0], input_shape).macs
 
     lo, hi = 1.0, max_factor
     if macs(hi) <= goal_macs:
@@ -150,7 +174,7 @@ def solve_factor(genotype: Genotype, groups: list[ChannelGroup], goal_macs: floa
         for _ in range(24):  # MACs rise monotonically with the factor (up to rounding)
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if macs(mid) <= goal_macs else (lo, mid)
-    return lo, widened_genotype(genotype, groups, lo)[1]
+    return lo, widened_genotype(genotype, groups, lo, multiple)[1]
 
 
 class GrowthController(Controller):
@@ -166,6 +190,7 @@ class GrowthController(Controller):
         self.steps_done = 0
         self.events = 0
         self.refused = 0
+        self.multiple = 1                           # grown widths' rounding (width_multiple), set at attach
         self._rows: list[dict[str, Any]] = []
 
     # -- checkpointed state ---------------------------------------------------------------------------
@@ -184,6 +209,7 @@ class GrowthController(Controller):
 
     def attach(self, trainer: Trainer) -> None:
         """Before the first step: the size target and λ per layer (a resumed run has both)."""
+        self.multiple = width_multiple(self.config, trainer.device.type, trainer.amp)
         if self.lam is not None:
             return
         cfg = self.config
@@ -276,8 +302,8 @@ class GrowthController(Controller):
             groups = [g for g in groups_of_genotype(genotype) if g.name in names]  # current widths
             if not groups or measure_cost(genotype, trainer.input_shape).macs >= goal * (1 - 1e-3):
                 continue
-            factor, more = solve_factor(genotype, groups, goal, cap, trainer.input_shape)
-            genotype = widened_genotype(genotype, groups, factor)[0]
+            factor, more = solve_factor(genotype, groups, goal, cap, trainer.input_shape, self.multiple)
+            genotype = widened_genotype(genotype, groups, factor, self.multiple)[0]
             for name, n in more.items():
                 added[name] = added.get(name, 0) + n
         return plan + [("widen", name, n) for name, n in added.items()]
@@ -338,7 +364,7 @@ class GrowthController(Controller):
         cfg = self.config
         return {"growth_events": self.events, "growth_steps_done": self.steps_done,
                 "seed_macs": self.seed_macs, "target_macs": self.target, "allocation": cfg.allocation,
-                "refused_checks": self.refused, "nu": cfg.nu,
+                "refused_checks": self.refused, "nu": cfg.nu, "width_multiple": self.multiple,
                 "lam": None if self.lam is None else {k: round(v, 6) for k, v in self.lam.items()}}
 
 

@@ -18,6 +18,7 @@ from growth.controller import (
     step_targets,
     target_macs,
     widened_genotype,
+    width_multiple,
 )
 from growth.graph import groups_of_genotype
 from growth.operators import resized_genotype
@@ -188,6 +189,28 @@ def test_when_the_chosen_groups_cannot_reach_the_step_every_group_fills_the_rest
         group = next(g for g in groups_of_genotype(grown) if g.name == name)
         grown = resized_genotype(grown, group, torch.arange(group.width), n)
     assert 2.3 * seed < measure_cost(grown, (3, 32, 32)).macs <= 2.5 * seed
+
+
+def test_grown_widths_from_16_on_are_multiples_of_8_where_tensor_cores_want_them():
+    genotype = get_genotype("resnet20-thin")      # widths 4, 8, 16: only stage 3 is wide enough
+    seed = measure_cost(genotype, (3, 32, 32)).macs
+    assert width_multiple(GrowConfig(budget_flops=1e12), "cuda", amp=True) == 8
+    assert width_multiple(GrowConfig(budget_flops=1e12), "cpu", amp=True) == 1
+    assert width_multiple(GrowConfig(budget_flops=1e12, width_multiple=4), "cpu", amp=False) == 4
+    for multiple in (1, 8):
+        controller = GrowthController(GrowConfig(budget_flops=1e12))
+        controller.seed_macs, controller.target, controller.multiple = seed, 3 * seed, multiple
+        plan = controller._plan(_Fake(genotype), groups_of_genotype(genotype), 2.2 * seed)
+        grown = genotype
+        for _, name, n in plan:
+            group = next(g for g in groups_of_genotype(grown) if g.name == name)
+            grown = resized_genotype(grown, group, torch.arange(group.width), n)
+        widths = [g.width for g in groups_of_genotype(grown)]
+        assert measure_cost(grown, (3, 32, 32)).macs <= 2.2 * seed
+        wide = [w for w in widths if w >= 16]
+        assert wide and (multiple == 1 or all(w % 8 == 0 for w in wide)), (multiple, widths)
+        if multiple == 1:
+            assert any(w % 8 for w in wide)   # without rounding the solved factor lands between tiles
 
 
 def test_the_per_step_cap_follows_the_size_the_budget_asks_for():
