@@ -187,6 +187,9 @@ class SCSController(Controller):
         self.target_macs = target_macs
         self.phase = "init"                   # "init" -> "search" -> "finetune"
         self.beta = 1.0
+        # β on the device, for the gates: torch.compile guards a Python float's value (a recompile
+        # every step as β rises); a tensor updated in place is an input of the compiled graph.
+        self.beta_on_device = torch.tensor(1.0)
         self.lam_ch: float | None = None
         self.lam_blk: float | None = None
         self.extraction: dict | None = None   # the scs_extract event, once extracted
@@ -268,6 +271,7 @@ class SCSController(Controller):
             ch, blk = state["scores_ch"], state["scores_blk"]
             self.phase, self.beta = state["phase"], state["beta"]
             self.lam_ch, self.lam_blk, self.extraction = state["lam_ch"], state["lam_blk"], state["extraction"]
+        self.beta_on_device = torch.tensor(self.beta, device=device)
         self.scores_ch = nn.Parameter(ch.to(device, torch.float32))
         self.scores_blk = nn.Parameter(blk.to(device, torch.float32))
         if self.phase != "search":
@@ -322,8 +326,8 @@ class SCSController(Controller):
     def _draw_gates(self, model: nn.Module, args: Any) -> None:
         """Model forward pre-hook: the gates of this forward (sampled in training, hard in eval)."""
         if model.training:
-            m_ch = torch.sigmoid(self.beta * self.scores_ch)
-            m_blk = torch.sigmoid(self.beta * self.scores_blk)
+            m_ch = torch.sigmoid(self.beta_on_device * self.scores_ch)
+            m_blk = torch.sigmoid(self.beta_on_device * self.scores_blk)
             probs = torch.cat([m_ch, m_blk]).detach()
             q = torch.bernoulli(probs, generator=self.gen)
             self.q_ch, self.q_blk = q[:self.n_channels], q[self.n_channels:]
@@ -403,8 +407,8 @@ class SCSController(Controller):
     def extra_loss(self, trainer: Trainer) -> torch.Tensor | None:
         if self.phase != "search":
             return None
-        m_ch = torch.sigmoid(self.beta * self.scores_ch)
-        m_blk = torch.sigmoid(self.beta * self.scores_blk)
+        m_ch = torch.sigmoid(self.beta_on_device * self.scores_ch)
+        m_blk = torch.sigmoid(self.beta_on_device * self.scores_blk)
         expected = self._flops_of(m_ch, m_blk, trainer.input_shape) / 2
         self.last_expected_macs = expected
         self.last_factor = max(-1.0, min(1.0, expected / self.target_macs - 1.0))
@@ -419,6 +423,7 @@ class SCSController(Controller):
         self.mask_opt.zero_grad(set_to_none=True)
         progress = min(1.0, trainer.ledger.fraction_spent / self.settings.search_frac)
         self.beta = self.settings.final_beta ** progress
+        self.beta_on_device.fill_(self.beta)
 
     def step_train_flops_per_sample(self, trainer: Trainer) -> int | None:
         """3 x forward FLOPs of the sub-network this step sampled; None (the model's cost) after it."""
