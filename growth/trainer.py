@@ -55,6 +55,7 @@ from . import distributed
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, normalize
+from .device import uses_bf16
 from .optim import make_optimizer
 from .runstore import CHECKPOINT, RunError, RunStore
 from .schedule import lr_at, next_batch_size
@@ -192,8 +193,7 @@ class Trainer:
         self.permutation = torch.randperm(len(self.data.train_y), generator=self.order_gen)
         channels, height, width = self.data.train_x.shape[1:]
         self.input_shape: tuple[int, int, int] = (channels, height, width)  # (C, H, W) of one sample
-        self.amp = device.type == "cuda" and config.precision in ("auto", "bf16") or (
-            config.precision == "bf16")
+        self.amp = uses_bf16(config.precision, device)
         self._last_checkpoint = time.monotonic()
         self.images_per_s = 0.0
         # Made once on the device, not per batch (a tensor built from Python floats is a host copy).
@@ -484,6 +484,7 @@ class Trainer:
             "compile": self.config.compile, "compile_time_s": round(self.state.compile_time_s, 2),
             "compiles": self.state.compiles,
             "widths": genotype.compact(), "device": str(self.device),
+            "precision": "bf16" if self.amp else "fp32",
         }
         summary.update(self.controller.summary())
         self.store.write_json("summary.json", summary)

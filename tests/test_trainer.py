@@ -481,3 +481,11 @@ def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_
     assert len(graphs) == compiled and trainer.state.compiles == changes + 1
     summary = trainer.finish()
     assert summary["compile"] is True and summary["compiles"] == changes + 1
+
+
+def test_precision_setting_decides_bf16_autocast() -> None:
+    from growth.device import uses_bf16
+
+    cpu = torch.device("cpu")
+    assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
+    assert not uses_bf16("fp32", torch.device("cuda"))      # asked for fp32: never autocast
