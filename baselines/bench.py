@@ -427,11 +427,23 @@ def frontier_gaps(record: dict, cells: list[dict]) -> list[float]:
     return gaps
 
 
+def grow_margins(grow_cells: list[dict], cells: list[dict]) -> list[float]:
+    """Per seed value both have: ``grow``'s test accuracy minus the cell's (positive: growth wins).
+
+    >>> grow_margins([{"seed": 0, "test_acc": 0.7}, {"seed": 1, "test_acc": 0.6}], [{"seed": 1, "test_acc": 0.5}])
+    [0.1]
+    """
+    grow_acc = {c["seed"]: c["test_acc"] for c in grow_cells}
+    return [round(grow_acc[c["seed"]] - c["test_acc"], 12) for c in cells if c["seed"] in grow_acc]
+
+
 def summarise(record: dict) -> list[dict]:
-    """One row per method: means (± std over seeds) of the cells' summaries, and the frontier gap."""
+    """One row per method: means (± std over seeds) of the cells' summaries, the frontier gap, and the
+    margin of ``grow`` over the method (paired by seed value)."""
     rows: dict[str, list[dict]] = {}
     for cell in finished(record["cells"].values()):
         rows.setdefault(cell["method"], []).append(cell)
+    grow_cells = rows.get("grow", [])
     table = []
     for method in record["settings"]["methods"]:
         cells = sorted(rows.get(method, []), key=lambda c: c["seed"])
@@ -441,6 +453,8 @@ def summarise(record: dict) -> list[dict]:
         gaps = frontier_gaps(record, cells)
         gap, gap_std = _mean_std(gaps) if gaps else (None, None)
         twins = sorted({c["same_as"].rpartition("/")[0] for c in cells if c.get("same_as")})
+        margins = grow_margins(grow_cells, cells) if method != "grow" else []
+        margin, margin_std = _mean_std(margins) if margins else (None, None)
         table.append({
             "method": method, "seeds": len(cells), "same_as": twins, "widths": cells[0]["widths"],
             "start": cells[0].get("start"),
@@ -448,6 +462,7 @@ def summarise(record: dict) -> list[dict]:
             "params": _mean_std([c["params"] for c in cells])[0],
             "macs": _mean_std([c["macs"] for c in cells])[0],
             "test_acc": acc_mean, "test_acc_std": acc_std, "frontier_gap": gap, "frontier_gap_std": gap_std,
+            "grow_margin": margin, "grow_margin_std": margin_std,
             "train_flops": _mean_std([c["train_flops"] for c in cells])[0],
             "train_time_s": _mean_std([c["train_time_s"] for c in cells])[0],
         })
@@ -474,16 +489,19 @@ def markdown(record: dict) -> str:
              "", f"Seeds: {', '.join(map(str, s['seeds']))}. Test accuracy is mean ± std over seeds; "
              "MACs are inference MACs per image (FLOPs = 2 x MACs); * marks the accuracy-vs-MACs Pareto front. "
              "Frontier gap: test accuracy minus the fixed-width frontier (width:* rows, SGD, same budget) "
-             "at the row's MACs, in points, mean ± std over seeds; '-' outside the frontier's MACs range.",
-             "", "| method | final widths | depth | params | MACs | test acc | frontier gap | training FLOPs "
-             "| wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "at the row's MACs, in points, mean ± std over seeds; '-' outside the frontier's MACs range. "
+             "grow − row: grow's test accuracy minus the row's, paired by seed value, in points, mean ± std "
+             "(positive: growth wins).",
+             "", "| method | final widths | depth | params | MACs | test acc | frontier gap | grow − row "
+             "| training FLOPs | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         start = f" (pruned from {r['start']})" if r.get("start") else ""
         name = r["method"] + start + same_as_note(r) + (" *" if r["method"] in front else "")
         lines.append(f"| {name} | {r['widths']} | {r['depth']} | {r['params'] / 1e6:.3f}M | "
                      f"{r['macs'] / 1e6:.2f}M | {100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}% | "
-                     f"{format_gap(r)} | {r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
+                     f"{format_points(r, 'frontier_gap')} | {format_points(r, 'grow_margin')} | "
+                     f"{r['train_flops']:.3g} | {r['train_time_s']:.0f} s |")
     failures = failed_cells(record)
     if failures:
         lines += ["", "Failed cells (run the bench again to retry them):", ""]
@@ -500,10 +518,11 @@ def same_as_note(row: dict) -> str:
     return f" (same run as {', '.join(row['same_as'])})" if row["same_as"] else ""
 
 
-def format_gap(row: dict) -> str:
-    if row["frontier_gap"] is None:
+def format_points(row: dict, key: str) -> str:
+    """``row[key]`` ± its std in points (signed), or '-' where it is undefined."""
+    if row[key] is None:
         return "-"
-    return f"{100 * row['frontier_gap']:+.2f} ± {100 * row['frontier_gap_std']:.2f}"
+    return f"{100 * row[key]:+.2f} ± {100 * row[key + '_std']:.2f}"
 
 
 def plot(record: dict, out: Path) -> list[Path]:
@@ -569,13 +588,15 @@ def print_table(record: dict) -> None:
 
     rows = summarise(record)
     front = set(pareto(rows, "macs"))
-    table = Table("method", "widths", "depth", "params", "MACs", "test acc", "frontier gap", "train FLOPs", "wall",
+    table = Table("method", "widths", "depth", "params", "MACs", "test acc", "frontier gap", "grow − row",
+                  "train FLOPs", "wall",
                   title=f"{record['settings']['budget_flops']:.3g} training FLOPs, {record['settings']['data']}")
     for r in rows:
         name = r["method"] + same_as_note(r) + (" *" if r["method"] in front else "")
         table.add_row(name, str(r["widths"]), r["depth"],
                       f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e6:.2f}M",
-                      f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%", format_gap(r),
+                      f"{100 * r['test_acc']:.2f} ± {100 * r['test_acc_std']:.2f}%",
+                      format_points(r, "frontier_gap"), format_points(r, "grow_margin"),
                       f"{r['train_flops']:.3g}", f"{r['train_time_s']:.0f} s")
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)

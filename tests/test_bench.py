@@ -142,6 +142,21 @@ def test_the_table_names_the_network_a_pruning_method_started_from():
     assert "| slimming (pruned from resnet20@0.672) *" in table and "| grow * |" in table
 
 
+def test_every_row_shows_growths_margin_over_it_paired_by_seed_value():
+    from baselines.bench import markdown
+
+    cell = {"macs": 2e6, "params": 1e4, "train_flops": 1e12, "train_time_s": 10.0, "widths": [[4, 4], [8, 8]]}
+    accs = {("grow", 0): 0.70, ("grow", 1): 0.60, ("sss", 0): 0.65, ("sss", 1): 0.45, ("sss", 2): 0.1}
+    record = {"settings": {"budget_flops": 1e12, "data": "sample", "seeds": [0, 1, 2], "methods": ["grow", "sss"]},
+              "cells": {f"{m}/seed{s}": {**cell, "method": m, "seed": s, "test_acc": a} for (m, s), a in accs.items()}}
+    rows = {r["method"]: r for r in summarise(record)}
+    assert rows["grow"]["grow_margin"] is None
+    # seeds 0 and 1 only (grow has no seed 2): +5 and +15 points
+    assert rows["sss"]["grow_margin"] == pytest.approx(0.10)
+    assert rows["sss"]["grow_margin_std"] == pytest.approx(0.0707107)
+    assert "| +10.00 ± 7.07 |" in markdown(record)
+
+
 def test_width_method_rejects_a_bad_multiplier():
     for text in ("width:resnet20-thin", "width:resnet20-thin@0", "width:resnet20-thin@x", "width:@2"):
         with pytest.raises(ValueError):
