@@ -97,9 +97,9 @@ class TrainConfig:
                                 bounds=_AT_LEAST_ONE)
     val_size: int | None = option(None, "validation images carved from train (default: 5,000 for "
                                   "CIFAR-sized train sets, else 10%%)", parse="count")
-    batch_size: int = option(128, "images per step", parse="count",
-                                bounds=Bounds(2, 2**31 - 1))
+    batch_size: int = option(128, "images per step (BatchNorm needs 2)", parse="count", bounds=Bounds(2, 2**31 - 1))
     optimizer: str = option("sgd", "sgd or dessilbi", choices=("sgd", "dessilbi"), cli=False)
+    # No network trains at lr > 1e6; an lr that merely diverges is stopped by the trainer.
     lr: float = option(0.1, "peak learning rate", bounds=Bounds(0, 1e6, low_closed=False))
     momentum: float = option(0.9, "SGD momentum", bounds=Bounds(0, 1, high_closed=False))
     nesterov: bool = option(True, "Nesterov momentum")
