@@ -263,6 +263,7 @@ def run_parallel(cells: list[tuple[MethodSpec, int]], grow_spec: MethodSpec, bas
     running: dict[Any, tuple[MethodSpec, int, Any, int, str]] = {}  # connection -> (spec, seed, process, ...)
     parked: list[tuple[MethodSpec, int]] = []  # cells whose twin is running
     done: set[str] = set()
+    interrupted: list[str] = []
     while pending or running:
         while pending and free:
             spec, seed = pending[0]
@@ -310,21 +311,31 @@ def run_parallel(cells: list[tuple[MethodSpec, int]], grow_spec: MethodSpec, bas
             receiver.close()
             process.join()
             free.append(slot)
+            key = f"{spec}/seed{seed}"
+            done.add(key)
+            if status == "interrupted":  # not a result: left out of the record, the next bench resumes it
+                log(f"[bench] {key}: {value}")
+                interrupted.append(key)
+                continue
             if status == "failed":
                 value = _failed(spec, seed, value or f"its process died (exit code {process.exitcode})", log)
-            key = f"{spec}/seed{seed}"
             _record(record, out, key, value, order)
-            done.add(key)
         # Parked cells are decided again (twin entry, or their own run if the twin failed), in the serial order.
         pending.extendleft(reversed(parked))
         parked.clear()
+    if interrupted:
+        from growth.trainer import RunInterrupted
+
+        raise RunInterrupted(f"{len(interrupted)} cell(s) stopped by a signal after checkpointing "
+                             f"({', '.join(interrupted)}): run the same grow bench command to continue")
 
 
 def _cell_process(slot: dict[str, int], sender: Any, spec: MethodSpec, seed: int, grow_spec: MethodSpec,
                   base: TrainConfig, shape: tuple[int, int, int], record: dict, out: Path,
                   target_macs: float | None) -> None:
     """One cell in a process of its own: one thread, on its own core or CUDA device; sends back
-    ``("ok", entry)`` or ``("failed", one-line error)``."""
+    ``("ok", entry)``, ``("failed", one-line error)`` or, stopped by a signal after checkpointing,
+    ``("interrupted", where it stopped)``."""
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if "cuda" in slot:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot["cuda"])  # the cell's "auto"/"cuda" is that device
@@ -342,6 +353,8 @@ def _cell_process(slot: dict[str, int], sender: Any, spec: MethodSpec, seed: int
         sender.send(("ok", entry))
     except Exception as err:  # recorded as a failed cell, as in a serial bench
         sender.send(("failed", one_line(err)))
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run checkpointed; the bench continues it
+        sender.send(("interrupted", str(err) or "interrupted"))
     finally:
         sender.close()
 

@@ -312,3 +312,23 @@ def test_a_cell_failing_in_its_own_process_is_recorded_as_failed(tmp_path):
     failed = json.loads((out / "bench.json").read_text())["cells"]["fixed:resnet8-thin/seed0"]["failed"]
     assert "exists and is not empty" in failed and "\n" not in failed
     assert (cell / "notes.txt").read_text() == "not a run"
+
+
+def test_a_cell_process_stopped_by_a_signal_reports_it_without_a_traceback(tmp_path, monkeypatch, one_thread):
+    # Ctrl-C reaches every cell's process: each checkpoints (growth.trainer.StopRequest) and says so; the
+    # parent leaves the cell out of the record, so that the same command resumes it.
+    import multiprocessing
+
+    from baselines import bench
+    from growth.config import TrainConfig
+    from growth.trainer import RunInterrupted
+
+    def stopped(*args, **kwargs):
+        raise RunInterrupted("stopped by SIGINT at step 3; checkpoint saved")
+
+    monkeypatch.setattr(bench, "_run_cell", stopped)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    base = TrainConfig(data="sample", subset=64, budget_flops=1e9)
+    bench._cell_process({}, sender, parse_method("grow"), 0, parse_method("grow"), base, (1, 28, 28),
+                        {"cells": {}}, tmp_path, None)
+    assert receiver.recv() == ("interrupted", "stopped by SIGINT at step 3; checkpoint saved")
