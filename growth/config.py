@@ -118,7 +118,8 @@ class TrainConfig:
     seed_value: int | None = option(None, "random seed (drawn and recorded if not given); makes a CPU run "
                                     "deterministic", bounds=Bounds(0, 2**63 - 2))
     device: str = option("auto", "auto, cpu, cuda, cuda:N, mps")
-    precision: str = option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=("auto", "bf16", "fp32"))
+    precision: str = option("auto", "auto: bf16 autocast on a GPU that computes in bf16, fp32 elsewhere",
+                            choices=("auto", "bf16", "fp32"))
     channels_last: bool = option(True, "channels-last memory format")
     compile: bool = option(False, "compile the training step with torch.compile (again after every growth event; "
                            "the compile time is reported apart from the training time)")
