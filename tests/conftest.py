@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,13 @@ def kill_after_first_evaluation(worker: subprocess.Popen, run_dir: Path, timeout
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
+
+
+@pytest.fixture
+def low_recompile_limit() -> Iterator[int]:
+    """Dynamo's recompile limit at 2 for one test, through Dynamo's own config API (monkeypatching the
+    config module's attribute removes it for the tests after)."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(recompile_limit=2):
+        yield 2

@@ -293,18 +293,17 @@ def test_resume_mid_search_and_mid_finetune_is_exact(reference, tmp_path: Path) 
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
 
 
-def test_compiled_search_compiles_once_per_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_search_compiles_once_per_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        low_recompile_limit: int) -> None:
     # β rises every step; read as a Python number by the gates it would recompile the step every time
     # (and hit Dynamo's recompile limit). Compiled: the search supernet, then the extracted network.
     import dataclasses
 
-    import torch._dynamo
     from torch._dynamo.backends.registry import lookup_backend
 
     from growth.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "compile_backend", staticmethod(lookup_backend("aot_eager")))
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     config, controller = _configure()
     summary = _trainer(tmp_path / "run", controller, dataclasses.replace(config, compile=True)).fit()
     assert controller.beta > 1.5 and summary["compiles"] == 2

@@ -443,11 +443,11 @@ def test_the_display_gets_the_mean_loss_and_accuracy_at_each_read(tmp_path: Path
 
 
 def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_thread: None,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            low_recompile_limit: int) -> None:
     """--compile: each architecture is compiled once, explicitly (Dynamo reset, a fresh compile), so
     more growth events than Dynamo's recompile limit never fall back to eager; odd batches run eagerly;
     compile time is counted apart from training time."""
-    import torch._dynamo
     from torch._dynamo.backends.registry import lookup_backend
 
     from growth.operators import widen
@@ -461,14 +461,13 @@ def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_
         return aot_eager(gm, example_inputs)
 
     monkeypatch.setattr(Trainer, "compile_backend", staticmethod(counting_backend))
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # fewer growth events exceed it
     trainer = _trainer(tmp_path, compile=True)
     eager = _trainer(tmp_path / "eager")
     loss, _ = trainer.train_step(32)
     eager_loss, _ = eager.train_step(32)
     assert torch.allclose(loss, eager_loss, rtol=1e-5)  # the same step, compiled
     assert trainer.state.compiles == 1 and graphs
-    changes = torch._dynamo.config.recompile_limit + 2
+    changes = low_recompile_limit + 2  # more growth events than the limit
     for i in range(changes):
         widen(trainer.model, "stage1" if i % 2 else "stage2", 1, trainer.optimizer)
         before = len(graphs)
