@@ -121,6 +121,10 @@ def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
     return [name for name, s in scores.items() if s > 0 and s >= select_frac * best]
 
 
+#: Widths from here on are rounded to ``width_multiple`` (narrower layers are not worth a padded tile).
+WIDTH_MULTIPLE_FROM = 16
+
+
 def grown_width(width: int, factor: float, multiple: int = 1) -> int:
     """``round(width · factor)``, and from 16 channels on rounded to a multiple of ``multiple`` (never
     below ``width``).
@@ -135,10 +139,6 @@ def grown_width(width: int, factor: float, multiple: int = 1) -> int:
     if multiple > 1 and new >= WIDTH_MULTIPLE_FROM:
         new = max(width, multiple * math.floor(new / multiple + 0.5))
     return new
-
-
-#: Widths from here on are rounded to ``width_multiple`` (narrower layers are not worth a padded tile).
-WIDTH_MULTIPLE_FROM = 16
 
 
 def width_multiple(config: GrowConfig, device_type: str, amp: bool) -> int:

@@ -14,7 +14,6 @@ budget, target and seed value as a bench cell, to check how much the rule's choi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def main() -> None:
     options = MethodOptions(target_macs=args.target_macs, extra={
         "input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y),
         args.method: {"min_pretrain_epochs": args.min_pretrain_epochs}})
-    config, controller = configure(parse_method(args.method), dataclasses.replace(base), options)
+    config, controller = configure(parse_method(args.method), base, options)
     summary = Run.open(config, args.out, kind="bench").fit(controller, None)
     keys = ("test_acc", "macs", "start", "start_macs", "pretrain_epochs", "start_rule", "target_met", "widths")
     print(json.dumps({k: summary.get(k) for k in keys}))
