@@ -22,7 +22,7 @@ DEFAULT_SEED = "resnet20-thin"
 # What a growth run takes from the bench's base config; the optimizer settings are growth's own.
 _SHARED = ("data", "budget_flops", "subset", "val_size", "batch_size", "momentum", "nesterov",
            "label_smoothing", "warmup_frac", "checkpoint_every_s", "seed_value", "device", "precision",
-           "channels_last")
+           "channels_last", "compile")
 
 
 def _grow_config(base: TrainConfig, seed: str | None, options: MethodOptions, **overrides: Any) -> GrowConfig:

@@ -1,4 +1,4 @@
-"""Which torch device a run trains on."""
+"""Which torch device a run trains on, and how: precision and compilation."""
 
 from __future__ import annotations
 
@@ -30,3 +30,28 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+#: ``compile`` unset (auto) compiles on a CPU with at least this many threads and steps in the budget. Measured
+#: on a 2-core CPU (runs/recorded/speed/README.md): compiling resnet20-thin costs 33-44 s per architecture;
+#: with 2 threads the compiled step is 1.45x faster (it pays after ~1,000 steps, a whole 1e13 run of ~5,000
+#: steps ends 1.35x sooner), with 1 thread only 1.18x (~2,100 steps to pay; 1.09x sooner over the run, and
+#: less than nothing once growth recompiles a few times), so one thread stays eager.
+AUTO_COMPILE_MIN_THREADS = 2
+AUTO_COMPILE_MIN_STEPS = 4000
+
+
+def compiles(setting: bool | None, device: torch.device, steps: float, threads: int) -> bool:
+    """Whether the training step runs under ``torch.compile``: ``setting`` if given; unset (auto), on a CPU
+    with :data:`AUTO_COMPILE_MIN_THREADS` threads when the budget buys :data:`AUTO_COMPILE_MIN_STEPS`
+    ``steps`` of the starting network. Not on a GPU, where it has not been measured.
+
+    >>> cpu = torch.device("cpu")
+    >>> compiles(None, cpu, steps=5000, threads=2), compiles(None, cpu, steps=5000, threads=1)
+    (True, False)
+    >>> compiles(None, cpu, steps=500, threads=2), compiles(True, cpu, steps=500, threads=1)
+    (False, True)
+    """
+    if setting is not None:
+        return setting
+    return device.type == "cpu" and threads >= AUTO_COMPILE_MIN_THREADS and steps >= AUTO_COMPILE_MIN_STEPS

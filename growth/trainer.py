@@ -20,11 +20,12 @@ comes from steps whose losses were all finite and below the limit (and whose wei
 :meth:`Trainer.save_checkpoint` checks them too). The architecture's cost is measured once per
 architecture (``model.genotype`` is replaced at every growth event), not per step.
 
-With ``config.compile`` the step's forward and loss (and so, through AOTAutograd, its backward) run
-under ``torch.compile``, specialised to the architecture and the batch size: after every change of
-architecture Dynamo's caches are reset and the step compiled afresh, so growth never runs into
-Dynamo's recompile limit (hitting it anyway is an error, never a silent fallback to eager). The
-step that compiles is timed as compile time (``summary.json``: ``compile_time_s``), not training time.
+With ``config.compile`` (unset: where it pays, :func:`growth.device.compiles`) the step's forward and
+loss (and so, through AOTAutograd, its backward) run under ``torch.compile``, specialised to the
+architecture and the batch size: after every change of architecture Dynamo's caches are reset and the
+step compiled afresh, so growth never runs into Dynamo's recompile limit (hitting it anyway is an error,
+never a silent fallback to eager). The step that compiles is timed as compile time (``summary.json``:
+``compile_time_s``), not training time.
 
 The run's set-up (directory, data, seed model, resume) is :mod:`growth.run`; the schedule is
 :mod:`growth.schedule`, the optimizer :mod:`growth.optim`.
@@ -55,7 +56,7 @@ from . import distributed
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, normalize
-from .device import uses_bf16
+from .device import compiles, uses_bf16
 from .optim import make_optimizer
 from .runstore import CHECKPOINT, RunError, RunStore
 from .schedule import lr_at, next_batch_size
@@ -162,6 +163,7 @@ class LoopState:
     train_time_s: float = 0.0            # wall time spent in training steps, summed over sessions
     compile_time_s: float = 0.0          # wall time of the steps that compiled (torch.compile), summed
     compiles: int = 0                    # architectures compiled (again after each growth event and resume)
+    compiled: bool | None = None         # steps run compiled: decided at the first step (Trainer.compiled)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,7 +210,7 @@ class Trainer:
         self._correct_sum = torch.zeros((), dtype=torch.int64, device=device)
         self._unread_steps = self._unread_images = 0
         self._last_report = time.monotonic()
-        # Per architecture: the cost, and the step's forward (compiled with config.compile).
+        # Per architecture: the cost, and the step's forward (compiled when Trainer.compiled).
         self._cost: tuple[nn.Module, Any, ModelCost] | None = None
         self._step_arch: tuple[nn.Module, Any] | None = None
         self._forward: _Forward | None = None
@@ -230,6 +232,19 @@ class Trainer:
         if cached is None or cached[0] is not self.model or cached[1] is not genotype:
             cached = self._cost = (self.model, genotype, measure_cost(self.model, self.input_shape))
         return cached[2]
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the steps run under ``torch.compile`` (:func:`growth.device.compiles`): decided once, at the
+        run's first step, from the starting network's cost, and checkpointed, so that a resumed run (even
+        with other threads) decides the same."""
+        if self.state.compiled is None:
+            setting = self.config.compile
+            if setting is None and distributed.active():
+                setting = False  # auto: compiling under torchrun has not been measured
+            steps = self.config.budget_flops / (self.cost.train_flops_per_sample * self.config.batch_size)
+            self.state.compiled = compiles(setting, self.device, steps, torch.get_num_threads())
+        return self.state.compiled
 
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
@@ -349,7 +364,7 @@ class Trainer:
         """The step's forward for the current architecture: uint8 batch and labels -> (loss, correct).
 
         Made again whenever the architecture changes (another model, or a new ``model.genotype``);
-        with ``config.compile`` that also resets Dynamo and compiles afresh. The compiled forward is
+        when :attr:`compiled` that also resets Dynamo and compiles afresh. The compiled forward is
         specialised to the regular batch size; an odd batch (the budget's last) runs eagerly.
         """
         self._compiling = False
@@ -359,7 +374,7 @@ class Trainer:
                 self._forward = self._compiled = None
                 gc.collect()
             self._step_arch, self._forward, self._compiled = arch, self._make_forward(), None
-            if self.config.compile:
+            if self.compiled:
                 import torch._dynamo
 
                 torch._dynamo.reset()  # the old architecture's graphs go; the recompile count starts again
@@ -481,7 +496,7 @@ class Trainer:
             "epochs": round(self.ledger.samples / len(self.data.train_y), 3), "steps": self.state.step,
             "train_time_s": round(self.state.train_time_s, 2),
             "images_per_s": round(self.ledger.samples / max(self.state.train_time_s, 1e-9), 1),
-            "compile": self.config.compile, "compile_time_s": round(self.state.compile_time_s, 2),
+            "compile": self.compiled, "compile_time_s": round(self.state.compile_time_s, 2),
             "compiles": self.state.compiles,
             "widths": genotype.compact(), "device": str(self.device),
             "precision": "bf16" if self.amp else "fp32",

@@ -324,8 +324,8 @@ def test_sigterm_checkpoints_stops_cleanly_and_resumes_identically(full_run: Pat
 def _trainer(tmp_path: Path, display=None, **settings):
     from growth.run import Run
 
-    config = TrainConfig(seed="resnet8-thin", data="sample", subset=256, val_size=100, batch_size=32,
-                         budget_flops=1e12, seed_value=0, **settings)
+    config = TrainConfig(**{"seed": "resnet8-thin", "data": "sample", "subset": 256, "val_size": 100,
+                            "batch_size": 32, "budget_flops": 1e12, "seed_value": 0, **settings})
     return Run.open(config, out=tmp_path / "run").trainer(display=display)
 
 
@@ -488,3 +488,35 @@ def test_precision_setting_decides_bf16_autocast() -> None:
     cpu = torch.device("cpu")
     assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
     assert not uses_bf16("fp32", torch.device("cuda"))      # asked for fp32: never autocast
+
+
+def test_compile_unset_is_decided_once_where_it_pays_and_kept_on_resume(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile unset (auto): a CPU with 2 threads and a budget of 4,000+ steps compiles, one thread or a short
+    budget does not; the decision is made at the first step and checkpointed, so a resumed run keeps it
+    whatever its threads."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from growth.device import AUTO_COMPILE_MIN_STEPS
+    from growth.run import Run
+    from growth.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "compile_backend", staticmethod(lookup_backend("aot_eager")))
+    per_step = 32 * measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
+    long, short = 1.01 * AUTO_COMPILE_MIN_STEPS * per_step, 0.99 * AUTO_COMPILE_MIN_STEPS * per_step
+    threads = [2]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads[0])
+    assert TrainConfig().compile is None
+    assert _trainer(tmp_path / "short", budget_flops=short).compiled is False
+    threads[0] = 1
+    assert _trainer(tmp_path / "one-thread", budget_flops=long).compiled is False
+    assert _trainer(tmp_path / "asked", budget_flops=short, compile=True).compiled is True
+    threads[0] = 2
+    trainer = _trainer(tmp_path / "long", budget_flops=long)
+    trainer.train_step(32)
+    assert trainer.compiled is True and trainer.state.compiles == 1
+    trainer.save_checkpoint()
+    threads[0] = 1
+    config = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=long)
+    resumed = Run.open(config, resume=tmp_path / "long" / "run").trainer()
+    assert resumed.compiled is True  # the first session's decision, not this one's thread count
