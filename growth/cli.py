@@ -213,8 +213,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="with --resume: continue with this setting changed (repeatable), e.g. lr=0.05 after "
                    "the run diverged; recorded in the run's config.json. Only the learning-rate schedule (lr, "
-                   "warmup, schedule, decay-start), batch-size, precision, eval-every and checkpoint-every can "
-                   "change: the rest would change what the steps already trained mean")
+                   "warmup, schedule, decay-start), batch-size, precision, compile, eval-every and "
+                   "checkpoint-every can change: the rest would change what the steps already trained mean")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--genotype", metavar="FILE", help="start from this architecture (a genotype.json, e.g. of a "
                    "growth run) instead of the seed's widths")

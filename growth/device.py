@@ -41,17 +41,34 @@ AUTO_COMPILE_MIN_THREADS = 2
 AUTO_COMPILE_MIN_STEPS = 4000
 
 
-def compiles(setting: bool | None, device: torch.device, steps: float, threads: int) -> bool:
-    """Whether the training step runs under ``torch.compile``: ``setting`` if given; unset (auto), on a CPU
-    with :data:`AUTO_COMPILE_MIN_THREADS` threads when the budget buys :data:`AUTO_COMPILE_MIN_STEPS`
-    ``steps`` of the starting network. Not on a GPU, where it has not been measured.
+def compile_pays(device: torch.device, steps: float, threads: int) -> bool:
+    """Whether ``compile`` unset (auto) compiles: on a CPU with :data:`AUTO_COMPILE_MIN_THREADS` threads when
+    the budget buys :data:`AUTO_COMPILE_MIN_STEPS` ``steps`` of the starting network. Not on a GPU, where
+    it has not been measured.
 
     >>> cpu = torch.device("cpu")
-    >>> compiles(None, cpu, steps=5000, threads=2), compiles(None, cpu, steps=5000, threads=1)
+    >>> compile_pays(cpu, steps=5000, threads=2), compile_pays(cpu, steps=5000, threads=1)
     (True, False)
-    >>> compiles(None, cpu, steps=500, threads=2), compiles(True, cpu, steps=500, threads=1)
-    (False, True)
+    >>> compile_pays(cpu, steps=500, threads=2), compile_pays(torch.device("cuda"), steps=5000, threads=2)
+    (False, False)
     """
-    if setting is not None:
-        return setting
     return device.type == "cpu" and threads >= AUTO_COMPILE_MIN_THREADS and steps >= AUTO_COMPILE_MIN_STEPS
+
+
+def cpu_compiler_missing() -> str | None:
+    """Why ``torch.compile`` cannot build CPU kernels on this machine (inductor compiles C++), or None."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as err:  # InvalidCxxCompiler, or an inductor that cannot even be imported here
+        return f"torch.compile finds no working C++ compiler for its CPU kernels ({type(err).__name__})"
+    return None
+
+
+def check_compile(compile: bool | None, device: torch.device) -> None:
+    """``ConfigError`` (one line) if ``compile`` is asked for on a CPU that cannot compile; auto never fails."""
+    if compile and device.type == "cpu":
+        missing = cpu_compiler_missing()
+        if missing:
+            raise ConfigError(f"--compile: {missing}: install one (e.g. g++) or run with --no-compile")

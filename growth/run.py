@@ -33,7 +33,7 @@ from search_spaces.errors import first_line
 from . import distributed
 from .config import ConfigError, TrainConfig
 from .data import Dataset, load_dataset
-from .device import resolve_device
+from .device import check_compile, resolve_device
 from .runstore import CHECKPOINT, RESUME_SETTINGS, RunError, RunStore
 from .trainer import Controller, Display, Trainer
 
@@ -209,7 +209,7 @@ class Run:
         if overrides:
             raise RunError("settings can be overridden only when resuming a run (a new run takes them as options)")
         _check_settings(config)
-        resolve_device(config.device)
+        check_compile(config.compile, resolve_device(config.device))
         get_genotype(config.seed)  # an unknown seed is reported before the data are read
         data = _load_data(config)
         _check_inputs(config, data)
@@ -225,6 +225,10 @@ class Run:
         store = _shared_store(lambda: RunStore.open(resume))
         saved, config = _read_saved_config(store, config_class, kind)
         changed = _apply_overrides(config, overrides, store.path) if overrides else {}
+        try:
+            check_compile(config.compile, resolve_device(config.device))
+        except ConfigError as err:
+            raise RunError(f"{err} (on resume: --override compile=false)") from None
         data = _load_data(config)
         state = store.load_torch(CHECKPOINT)
         _check_checkpoint(state, config, data, kind, store.path / CHECKPOINT)

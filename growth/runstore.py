@@ -49,7 +49,7 @@ CHECKPOINT = "checkpoint.pt"
 #: schedule, the batch size, the precision and how often to evaluate and checkpoint. Each is read afresh
 #: at every step, so the change takes effect at once; none changes what the checkpoint's steps were
 #: (the seed, data, budget, optimizer, growth rule and random seed stay those of the run).
-RESUME_SETTINGS = ("lr", "warmup_frac", "schedule", "decay_start_frac", "batch_size", "precision",
+RESUME_SETTINGS = ("lr", "warmup_frac", "schedule", "decay_start_frac", "batch_size", "precision", "compile",
                    "eval_every_frac", "checkpoint_every_s")
 
 

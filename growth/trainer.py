@@ -56,7 +56,7 @@ from . import distributed
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, normalize
-from .device import compiles, uses_bf16
+from .device import compile_pays, cpu_compiler_missing, uses_bf16
 from .optim import make_optimizer
 from .runstore import CHECKPOINT, RunError, RunStore
 from .schedule import lr_at, next_batch_size
@@ -163,7 +163,7 @@ class LoopState:
     train_time_s: float = 0.0            # wall time spent in training steps, summed over sessions
     compile_time_s: float = 0.0          # wall time of the steps that compiled (torch.compile), summed
     compiles: int = 0                    # architectures compiled (again after each growth event and resume)
-    compiled: bool | None = None         # steps run compiled: decided at the first step (Trainer.compiled)
+    compiled: bool | None = None         # compile unset: its decision, made at the first step (Trainer.compiled)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -235,15 +235,18 @@ class Trainer:
 
     @property
     def compiled(self) -> bool:
-        """Whether the steps run under ``torch.compile`` (:func:`growth.device.compiles`): decided once, at the
-        run's first step, from the starting network's cost, and checkpointed, so that a resumed run (even
-        with other threads) decides the same."""
+        """Whether the steps run under ``torch.compile``: ``config.compile`` when set; unset (auto), where it
+        pays (:func:`growth.device.compile_pays`; not under torchrun, not measured there), decided once at
+        the run's first step from the starting network's cost and checkpointed, so that a resumed run (even
+        with other threads) decides the same. Auto stays eager where inductor has no C++ compiler."""
+        if self.config.compile is not None:
+            return self.config.compile
         if self.state.compiled is None:
-            setting = self.config.compile
-            if setting is None and distributed.active():
-                setting = False  # auto: compiling under torchrun has not been measured
             steps = self.config.budget_flops / (self.cost.train_flops_per_sample * self.config.batch_size)
-            self.state.compiled = compiles(setting, self.device, steps, torch.get_num_threads())
+            self.state.compiled = (not distributed.active()
+                                   and compile_pays(self.device, steps, torch.get_num_threads())
+                                   and (self.compile_backend != "inductor" or self.device.type != "cpu"
+                                        or cpu_compiler_missing() is None))
         return self.state.compiled
 
     def fit(self) -> dict[str, Any]:

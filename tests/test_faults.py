@@ -377,6 +377,33 @@ def test_a_read_only_run_resumed(ws: Path, cache: Path, finished: Path) -> None:
     assert snapshot(ws) == before
 
 
+def test_compile_without_a_cpp_compiler(ws: Path, cache: Path, finished: Path) -> None:
+    """torch.compile builds CPU kernels with a C++ compiler: asked for without one (PATH holds only Python),
+    a new run and a resumed one stop in one line before writing anything; the resume can drop it."""
+    import sys
+
+    no_compiler = {"PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run([*GROW, *TRAIN, "--compile"], cwd=ws, capture_output=True, text=True, timeout=300,
+                            env=subprocess_env(GROWTH_DATA_DIR=str(cache), **no_compiler))
+    one_line_error(result, "--compile", "C++ compiler", "--no-compile")
+    assert snapshot(ws) == {}
+    shutil.copytree(finished, ws / "run")
+    (ws / "run" / "summary.json").unlink()
+    config = json.loads((ws / "run" / "config.json").read_text())
+    config["config"]["compile"] = True
+    (ws / "run" / "config.json").write_text(json.dumps(config))
+    before = snapshot(ws)
+    resume = ("train", "--resume", "run", "--quiet")
+    result = subprocess.run([*GROW, *resume], cwd=ws, capture_output=True, text=True, timeout=300,
+                            env=subprocess_env(GROWTH_DATA_DIR=str(cache), **no_compiler))
+    one_line_error(result, "C++ compiler", "--override compile=false")
+    assert snapshot(ws) == before
+    result = subprocess.run([*GROW, *resume, "--override", "compile=false"], cwd=ws, capture_output=True,
+                            text=True, timeout=300, env=subprocess_env(GROWTH_DATA_DIR=str(cache), **no_compiler))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "run" / "summary.json").read_text())["compile"] is False
+
+
 # --------------------------------------------------------------------------- one directory, one process
 
 

@@ -511,6 +511,7 @@ def test_compile_unset_is_decided_once_where_it_pays_and_kept_on_resume(tmp_path
     threads[0] = 1
     assert _trainer(tmp_path / "one-thread", budget_flops=long).compiled is False
     assert _trainer(tmp_path / "asked", budget_flops=short, compile=True).compiled is True
+    assert _trainer(tmp_path / "declined", budget_flops=long, compile=False).compiled is False
     threads[0] = 2
     trainer = _trainer(tmp_path / "long", budget_flops=long)
     trainer.train_step(32)
@@ -520,3 +521,14 @@ def test_compile_unset_is_decided_once_where_it_pays_and_kept_on_resume(tmp_path
     config = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=long)
     resumed = Run.open(config, resume=tmp_path / "long" / "run").trainer()
     assert resumed.compiled is True  # the first session's decision, not this one's thread count
+
+
+def test_compile_unset_stays_eager_where_inductor_has_no_cpp_compiler(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from growth import trainer as trainer_module
+    from growth.device import AUTO_COMPILE_MIN_STEPS
+
+    per_step = 32 * measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(trainer_module, "cpu_compiler_missing", lambda: "no compiler")
+    assert _trainer(tmp_path, budget_flops=2 * AUTO_COMPILE_MIN_STEPS * per_step).compiled is False
