@@ -66,9 +66,9 @@ def cpu_compiler_missing() -> str | None:
     return None
 
 
-def check_compile(compile: bool | None, device: torch.device) -> None:
+def check_compile(compile: bool | None, device: torch.device, remedy: str = "run with --no-compile") -> None:
     """``ConfigError`` (one line) if ``compile`` is asked for on a CPU that cannot compile; auto never fails."""
     if compile and device.type == "cpu":
         missing = cpu_compiler_missing()
         if missing:
-            raise ConfigError(f"--compile: {missing}: install one (e.g. g++) or run with --no-compile")
+            raise ConfigError(f"--compile: {missing}: install one (e.g. g++) or {remedy}")

@@ -225,10 +225,7 @@ class Run:
         store = _shared_store(lambda: RunStore.open(resume))
         saved, config = _read_saved_config(store, config_class, kind)
         changed = _apply_overrides(config, overrides, store.path) if overrides else {}
-        try:
-            check_compile(config.compile, resolve_device(config.device))
-        except ConfigError as err:
-            raise RunError(f"{err} (on resume: --override compile=false)") from None
+        check_compile(config.compile, resolve_device(config.device), remedy="resume with --override compile=false")
         data = _load_data(config)
         state = store.load_torch(CHECKPOINT)
         _check_checkpoint(state, config, data, kind, store.path / CHECKPOINT)
