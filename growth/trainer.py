@@ -20,7 +20,7 @@ comes from steps whose losses were all finite and below the limit (and whose wei
 :meth:`Trainer.save_checkpoint` checks them too). The architecture's cost is measured once per
 architecture (``model.genotype`` is replaced at every growth event), not per step.
 
-With ``config.compile`` (unset: where it pays, :func:`growth.device.compiles`) the step's forward and
+With ``config.compile`` (unset: where it pays, :func:`growth.device.compile_pays`) the step's forward and
 loss (and so, through AOTAutograd, its backward) run under ``torch.compile``, specialised to the
 architecture and the batch size: after every change of architecture Dynamo's caches are reset and the
 step compiled afresh, so growth never runs into Dynamo's recompile limit (hitting it anyway is an error,
