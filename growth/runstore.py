@@ -45,10 +45,11 @@ from search_spaces.errors import GrowthError
 
 CHECKPOINT = "checkpoint.pt"
 
-#: Settings a resumed run may change (``grow --resume DIR --override KEY=VALUE``): the learning-rate
-#: schedule, the batch size, the precision, compilation and how often to evaluate and checkpoint. Each is
-#: read afresh at every step (compilation: at the resumed session's first), so the change takes effect at once; none changes what the checkpoint's steps were
-#: (the seed, data, budget, optimizer, growth rule and random seed stay those of the run).
+#: Settings a resumed run may change (``grow --resume DIR --override KEY=VALUE``): the learning-rate schedule,
+#: the batch size, the precision, compilation and how often to evaluate and checkpoint. Each is read afresh at
+#: every step (compilation: at the resumed session's first), so the change takes effect at once; none changes
+#: what the checkpoint's steps were (the seed, data, budget, optimizer, growth rule and random seed stay those
+#: of the run).
 RESUME_SETTINGS = ("lr", "warmup_frac", "schedule", "decay_start_frac", "batch_size", "precision", "compile",
                    "eval_every_frac", "checkpoint_every_s")
 
