@@ -32,6 +32,11 @@ def _eta(trainer: Trainer) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(min(seconds, 359999)))
 
 
+def _compiling(trainer: Trainer) -> str:
+    return (f"step {trainer.state.step:>6}  compiling the training step for this architecture "
+            f"(torch.compile; --no-compile to skip)")
+
+
 class PlainDisplay:
     """One line per evaluation, for logs and pipes."""
 
@@ -52,6 +57,9 @@ class PlainDisplay:
             line += "  widths " + " ".join(f"{r['group']}={r['width']}({r['ratio']:.2f})" for r in rows
                                            if r["kind"] == "stage")
         print(line, file=self.stream, flush=True)
+
+    def on_compile(self, trainer: Trainer) -> None:
+        print(_compiling(trainer), file=self.stream, flush=True)
 
     def close(self) -> None:
         pass
@@ -81,6 +89,13 @@ class RichDisplay:
     def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.val_acc = record["val_acc"]
         self.live.update(self._render(trainer))
+
+    def on_compile(self, trainer: Trainer) -> None:
+        from rich.console import Group
+        from rich.text import Text
+
+        # Shown for as long as the compilation takes: the panel is drawn again at the next progress read.
+        self.live.update(Group(Text(_compiling(trainer)), self._render(trainer)))
 
     def _render(self, trainer: Trainer) -> Group:
         from rich.console import Group, RenderableType

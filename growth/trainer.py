@@ -116,6 +116,9 @@ class Display(Protocol):
     def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         """After every evaluation, with the record written to ``metrics.jsonl``."""
 
+    def on_compile(self, trainer: Trainer) -> None:
+        """Before a step that compiles the architecture (tens of seconds on a CPU, once per architecture)."""
+
     def close(self) -> None:
         """At the end of the run (also when it fails)."""
 
@@ -317,7 +320,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, fraction)
         self.model.train()
-        loss, correct = self._step_forward(batch)(x, y)
+        forward = self._step_forward(batch)
+        if self._compiling and self.display is not None:
+            self.display.on_compile(self)  # the step about to run compiles (tens of seconds on a CPU)
+        loss, correct = forward(x, y)
         penalty = self.controller.extra_loss(self)
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients: a shard's loss counts by its share of the batch, so that the

@@ -460,8 +460,20 @@ def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_
         graphs.append(len(gm.graph.nodes))
         return aot_eager(gm, example_inputs)
 
+    class CompileNotices:  # a display: told before every step that compiles
+        notices = 0
+
+        def on_step(self, *args) -> None:
+            pass
+
+        on_eval = close = on_step
+
+        def on_compile(self, trainer) -> None:
+            self.notices += 1
+
     monkeypatch.setattr(Trainer, "compile_backend", staticmethod(counting_backend))
-    trainer = _trainer(tmp_path, compile=True)
+    display = CompileNotices()
+    trainer = _trainer(tmp_path, compile=True, display=display)
     eager = _trainer(tmp_path / "eager")
     loss, _ = trainer.train_step(32)
     eager_loss, _ = eager.train_step(32)
@@ -478,6 +490,7 @@ def test_compile_recompiles_after_every_architecture_change(tmp_path: Path, one_
     compiled = len(graphs)
     trainer.train_step(17)  # an odd batch (the budget's last): eager, no recompile
     assert len(graphs) == compiled and trainer.state.compiles == changes + 1
+    assert display.notices == changes + 1  # the display said so before each compiling step
     summary = trainer.finish()
     assert summary["compile"] is True and summary["compiles"] == changes + 1
 
