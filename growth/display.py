@@ -33,8 +33,7 @@ def _eta(trainer: Trainer) -> str:
 
 
 def _compiling(trainer: Trainer) -> str:
-    return (f"step {trainer.state.step:>6}  compiling the training step for this architecture "
-            f"(torch.compile, once per architecture)")
+    return f"step {trainer.state.step:>6}  compiling the training step for this architecture (torch.compile)"
 
 
 class PlainDisplay:
