@@ -376,11 +376,10 @@ def choose_start(seed: str, genotype: Genotype, input_shape: tuple[int, int, int
 def pretrain_lr_sum(trainer: Trainer, prune_frac: float) -> float:
     """Σ_t η_t over the steps before the prune point (warm-up included), at the start's cost per step:
     how far a constant penalty gradient moves a parameter by then (the penalty-strength rules)."""
-    from growth.schedule import lr_at
+    from growth.schedule import lr_at, steps_in
 
     cfg = trainer.config
-    batch = min(cfg.batch_size, len(trainer.data.train_y))
-    steps = max(1, math.ceil(prune_frac * cfg.budget_flops / (trainer.cost.train_flops_per_sample * batch)))
+    steps = steps_in(cfg, prune_frac, trainer.cost.train_flops_per_sample, len(trainer.data.train_y))
     return sum(lr_at(cfg, prune_frac * i / steps) for i in range(steps))
 
 

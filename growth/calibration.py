@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -47,11 +46,10 @@ def penalised_convs(trainer: Trainer) -> dict[str, torch.Tensor]:
 def discounted_lr_sum(trainer: Trainer, horizon_frac: float) -> float:
     """D: the learning rates of the steps in the first ``horizon_frac`` of the budget, summed and
     discounted by the coupling's decay (at the seed's cost per step)."""
-    from .schedule import lr_at
+    from .schedule import lr_at, steps_in
 
     cfg = trainer.config
-    batch = min(cfg.batch_size, len(trainer.data.train_y))
-    steps = max(1, math.ceil(horizon_frac * cfg.budget_flops / (trainer.cost.train_flops_per_sample * batch)))
+    steps = steps_in(cfg, horizon_frac, trainer.cost.train_flops_per_sample, len(trainer.data.train_y))
     discounted, decay = 0.0, 1.0
     for i in range(steps):
         alpha = lr_at(cfg, horizon_frac * i / steps)

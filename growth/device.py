@@ -55,8 +55,11 @@ def compile_pays(device: torch.device, steps: float, threads: int) -> bool:
     return device.type == "cpu" and threads >= AUTO_COMPILE_MIN_THREADS and steps >= AUTO_COMPILE_MIN_STEPS
 
 
-def cpu_compiler_missing() -> str | None:
-    """Why ``torch.compile`` cannot build CPU kernels on this machine (inductor compiles C++), or None."""
+def compiler_missing(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or None. Checked on a CPU only, where
+    inductor compiles C++."""
+    if device.type != "cpu":
+        return None
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
@@ -68,7 +71,6 @@ def cpu_compiler_missing() -> str | None:
 
 def check_compile(compile: bool | None, device: torch.device, remedy: str = "run with --no-compile") -> None:
     """``ConfigError`` (one line) if ``compile`` is asked for on a CPU that cannot compile; auto never fails."""
-    if compile and device.type == "cpu":
-        missing = cpu_compiler_missing()
-        if missing:
-            raise ConfigError(f"--compile: {missing}: install one (e.g. g++) or {remedy}")
+    missing = compiler_missing(device) if compile else None
+    if missing:
+        raise ConfigError(f"--compile: {missing}: install one (e.g. g++) or {remedy}")

@@ -1,5 +1,6 @@
-"""The budget's schedule: the learning rate as a function of the fraction of the budget spent, and the
-size of the next batch when the budget nears its end (so the ledger ends within one sample's cost)."""
+"""The budget's schedule: the learning rate as a function of the fraction of the budget spent, how many
+steps a share of the budget buys, and the size of the next batch when the budget nears its end (so the
+ledger ends within one sample's cost)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def lr_at(config: TrainConfig, fraction: float) -> float:
     if config.schedule == "linear":
         return config.lr * (1 - progress)
     return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def steps_in(config: TrainConfig, budget_frac: float, train_flops_per_sample: float, train_size: int) -> int:
+    """How many steps (at least 1) ``budget_frac`` of the budget buys at ``train_flops_per_sample``, with
+    batches of ``config.batch_size`` (or the whole training set, if smaller).
+
+    >>> steps_in(TrainConfig(budget_flops=1e9, batch_size=100), 0.5, train_flops_per_sample=1e3, train_size=10**4)
+    5000
+    """
+    batch = min(config.batch_size, train_size)
+    return max(1, math.ceil(budget_frac * config.budget_flops / (train_flops_per_sample * batch)))
 
 
 def next_batch_size(batch_size: int, affordable: int, available: int | None = None) -> int:

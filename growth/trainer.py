@@ -56,10 +56,10 @@ from . import distributed
 from .compute import Ledger, ModelCost, measure_cost
 from .config import ConfigError, TrainConfig
 from .data import Dataset, augment, normalize
-from .device import compile_pays, cpu_compiler_missing, uses_bf16
+from .device import compile_pays, compiler_missing, uses_bf16
 from .optim import make_optimizer
 from .runstore import CHECKPOINT, RunError, RunStore
-from .schedule import lr_at, next_batch_size
+from .schedule import lr_at, next_batch_size, steps_in
 
 
 class Controller:
@@ -245,11 +245,10 @@ class Trainer:
         if self.config.compile is not None:
             return self.config.compile
         if self.state.compiled is None:
-            steps = self.config.budget_flops / (self.cost.train_flops_per_sample * self.config.batch_size)
+            steps = steps_in(self.config, 1.0, self.cost.train_flops_per_sample, len(self.data.train_y))
             self.state.compiled = (not distributed.active()
                                    and compile_pays(self.device, steps, torch.get_num_threads())
-                                   and (self.compile_backend != "inductor" or self.device.type != "cpu"
-                                        or cpu_compiler_missing() is None))
+                                   and (self.compile_backend != "inductor" or compiler_missing(self.device) is None))
         return self.state.compiled
 
     def fit(self) -> dict[str, Any]:

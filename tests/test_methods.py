@@ -61,4 +61,3 @@ def test_method_runs_within_budget_and_meets_its_size_target(name: str, bench: d
     assert BUDGET - 128 * 3 * 2 * 2e6 <= summary["train_flops"] <= BUDGET
     if name in SIZE_TARGETED:
         assert summary["macs"] <= TARGET_MACS * 1.02, (summary["macs"], summary["widths"])
-

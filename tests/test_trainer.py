@@ -543,5 +543,5 @@ def test_compile_unset_stays_eager_where_inductor_has_no_cpp_compiler(tmp_path: 
 
     per_step = 32 * measure_cost(create_model("resnet8-thin", in_chans=1), SAMPLE_SHAPE).train_flops_per_sample
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(trainer_module, "cpu_compiler_missing", lambda: "no compiler")
+    monkeypatch.setattr(trainer_module, "compiler_missing", lambda device: "no compiler")
     assert _trainer(tmp_path, budget_flops=2 * AUTO_COMPILE_MIN_STEPS * per_step).compiled is False
