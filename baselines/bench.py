@@ -52,13 +52,17 @@ from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
 from search_spaces import GrowthError
 from search_spaces.errors import first_line
 
+from .grow_method import DEFAULT_SEED as GROW_SEED
 from .registry import MethodOptions, MethodSpec, configure, parse_method
 
 # What a run has written before its first checkpoint (growth.runstore): a cell holding only these starts anew.
 RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
+# Growth runs that take --target-macs / --target-growth as their final size (else the size rule); with
+# --target-growth, ``uniform:<seed>`` too (other methods keep the grow cell's MACs).
+GROWTH_TARGETED = ("grow", "grow-uniform")
 # Methods that take their size from the grow cell of the same seed value (unless --target-macs): equal MACs.
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs", "vt", "net2net")
-SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs")
+SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs", "target_growth")
 
 
 def cell_dir(root: Path, spec: MethodSpec, seed: int) -> Path:
@@ -99,24 +103,27 @@ def _order(specs: list[MethodSpec]) -> list[MethodSpec]:
 
 def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path,
               target_macs: float | None = None, display_factory: Callable[[], Any] | None = None,
-              log: Callable[[str], None] = print, jobs: int = 1, devices: list[int] | None = None) -> dict:
+              log: Callable[[str], None] = print, jobs: int = 1, devices: list[int] | None = None,
+              target_growth: float | None = None) -> dict:
     """Run (or resume) every cell; returns the bench record also written to bench.json.
 
     A cell that fails is recorded with its one-line error and the bench goes on; running the bench
-    again retries it. ``jobs`` > 1 runs that many cells at once (:func:`run_parallel`): one on each CUDA
+    again retries it. ``target_growth``: the size target of grow, grow-uniform and uniform:<seed> cells is
+    this multiple of their own seed's MACs (seeds of different sizes in one bench). ``jobs`` > 1 runs that
+    many cells at once (:func:`run_parallel`): one on each CUDA
     device of ``devices`` if given, else each on a CPU core of its own.
     """
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
                 "val_size": base.val_size, "methods": [str(s) for s in specs], "seeds": seeds,
-                "target_macs": target_macs}
+                "target_macs": target_macs, "target_growth": target_growth}
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "bench.json"
     if record_path.exists():
         record = RunStore(out).read_json("bench.json")
         old = record["settings"]
         for key in SHAPING_SETTINGS:
-            if old.get(key) != settings[key]:
+            if old.get(key) != settings[key]:  # a bench from before a setting existed has None for it
                 raise RunError(f"{out} holds a bench with {key}={old.get(key)}; "
                                f"this one has {settings[key]}: choose another --out")
         # Continuing a bench may add methods and seeds; the table keeps the earlier ones.
@@ -171,7 +178,7 @@ def _plan(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig,
           shape: tuple[int, int, int], record: dict, out: Path, target_macs: float | None) -> tuple[Any, Any, str]:
     """A cell's config, controller and :func:`run_identity`; its size target and (``scratch``) genotype come
     from the ``grow`` cell of its seed where the bench has one."""
-    target = _size_target(spec, seed, grow_spec, record, target_macs)
+    target = _size_target(spec, seed, grow_spec, record, target_macs, shape, data.num_classes)
     extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y)}
     grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
     if spec.name == "scratch" and grown_genotype.exists():
@@ -181,8 +188,15 @@ def _plan(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig,
     return config, controller, run_identity(config, controller, shape, data.num_classes)
 
 
-def _size_target(spec: MethodSpec, seed: int, grow_spec: MethodSpec, record: dict,
-                 target_macs: float | None) -> float | None:
+def _size_target(spec: MethodSpec, seed: int, grow_spec: MethodSpec, record: dict, target_macs: float | None,
+                 shape: tuple[int, int, int], num_classes: int) -> float | None:
+    growth = record["settings"].get("target_growth")
+    if growth and (spec.name in GROWTH_TARGETED or (spec.name == "uniform" and spec.arg)):
+        from growth.compute import measure_cost
+        from search_spaces import get_genotype
+
+        genotype = get_genotype(spec.arg or GROW_SEED, in_chans=shape[0], num_classes=num_classes)
+        return growth * measure_cost(genotype, shape).macs
     grown = record["cells"].get(f"{grow_spec}/seed{seed}", {})
     return target_macs or (grown.get("macs") if spec.name in SIZE_TARGETED else None)
 
@@ -212,7 +226,7 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
     key = f"{spec}/seed{seed}"
     directory = cell_dir(out, spec, seed)
     config, controller, identity = _plan(spec, seed, grow_spec, base, data, shape, record, out, target_macs)
-    target = _size_target(spec, seed, grow_spec, record, target_macs)
+    target = _size_target(spec, seed, grow_spec, record, target_macs, shape, data.num_classes)
     if (directory / "summary.json").exists():
         return _cell_entry(spec, seed, out, directory, identity)
     twin = _twin(record, key, identity)
@@ -269,7 +283,8 @@ def run_parallel(cells: list[tuple[MethodSpec, int]], grow_spec: MethodSpec, bas
             spec, seed = pending[0]
             key = f"{spec}/seed{seed}"
             grow_key = f"{grow_spec}/seed{seed}"
-            if _needs_grown(spec, target_macs) and grow_key in keys and grow_key not in done:
+            sized = target_macs or record["settings"].get("target_growth")
+            if _needs_grown(spec, sized) and grow_key in keys and grow_key not in done:
                 break  # its size target or genotype is not there yet
             pending.popleft()
             try:

@@ -44,6 +44,8 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
     bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
                        "(default: the grown network's MACs)")
+    bench.add_argument("--target-growth", type=budget_arg, metavar="X", help="size target of grow, grow-uniform and "
+                       "uniform:<seed> cells: X times their own seed's MACs (seeds of different sizes in one bench)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--jobs", type=positive_int, metavar="N", help="cells run at once, each in a process of "
                        "its own: on CPU one thread on a core of its own; with --devices one per device (default 1, "
@@ -93,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     record = run_bench(methods, seeds, base, Path(args.out) if args.out else default_bench_dir(),
-                       target_macs=args.target_macs, jobs=jobs, devices=devices,
+                       target_macs=args.target_macs, target_growth=args.target_growth, jobs=jobs, devices=devices,
                        display_factory=None if args.quiet or jobs > 1 else (lambda: make_display(False)))
     print_table(record)
     failures = failed_cells(record)

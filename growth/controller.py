@@ -57,17 +57,18 @@ import torch
 from search_spaces import family_of, genotype_of
 
 from . import distributed
+from .allocation import allocate
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
 from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
-from .operators import deepen, deepened_genotype, resized_genotype, stage_depth, widen
+from .operators import deepen, deepened_genotype, stage_depth, widen
 from .run import Run
 from .trainer import Controller, Display, Trainer
 
 if TYPE_CHECKING:
-    from search_spaces import Genotype
+    pass
 
 #: One action of a growth check: append a block to a stage, or widen a group by ``n`` channels.
 Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str, int]]
@@ -121,60 +122,12 @@ def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
     return [name for name, s in scores.items() if s > 0 and s >= select_frac * best]
 
 
-#: Widths from here on are rounded to ``width_multiple`` (narrower layers are not worth a padded tile).
-WIDTH_MULTIPLE_FROM = 16
-
-
-def grown_width(width: int, factor: float, multiple: int = 1) -> int:
-    """``round(width · factor)``, and from 16 channels on rounded to a multiple of ``multiple`` (never
-    below ``width``).
-
-    Rounding to the nearest width (not up) lets a small step add channels to the wide groups only,
-    where one channel is a small share, instead of overshooting on the narrow ones.
-
-    >>> grown_width(10, 1.5), grown_width(16, 1.3, multiple=8), grown_width(16, 1.2, multiple=8)
-    (15, 24, 16)
-    """
-    new = math.floor(width * factor + 0.5)
-    if multiple > 1 and new >= WIDTH_MULTIPLE_FROM:
-        new = max(width, multiple * math.floor(new / multiple + 0.5))
-    return new
-
-
 def width_multiple(config: GrowConfig, device_type: str, amp: bool) -> int:
-    """The multiple grown widths are rounded to: ``config.width_multiple``, or by default 8 where the
-    step runs in bf16 on a GPU (tensor cores work on tiles of 8 channels), else 1."""
+    """The allocation's unit from 16 channels on (growth.allocation): ``config.width_multiple``, or by
+    default 8 where the step runs in bf16 on a GPU (tensor cores work on tiles of 8 channels), else 1."""
     if config.width_multiple is not None:
         return config.width_multiple
     return 8 if device_type == "cuda" and amp else 1
-
-
-def widened_genotype(genotype: Genotype, groups: list[ChannelGroup], factor: float,
-                     multiple: int = 1) -> tuple[Genotype, dict[str, int]]:
-    """``genotype`` with each of ``groups`` widened to :func:`grown_width`; also the channels added."""
-    added = {}
-    for group in groups:
-        n = grown_width(group.width, factor, multiple) - group.width
-        if n > 0:
-            genotype = resized_genotype(genotype, group, torch.arange(group.width), n)
-            added[group.name] = n
-    return genotype, added
-
-
-def solve_factor(genotype: Genotype, groups: list[ChannelGroup], goal_macs: float, max_factor: float,
-                 input_shape: tuple[int, int, int], multiple: int = 1) -> tuple[float, dict[str, int]]:
-    """The largest common width factor (<= ``max_factor``) that keeps the MACs at most ``goal_macs``."""
-    def macs(f: float) -> float:
-        return measure_cost(widened_genotype(genotype, groups, f, multiple)[0], input_shape).macs
-
-    lo, hi = 1.0, max_factor
-    if macs(hi) <= goal_macs:
-        lo = hi
-    else:
-        for _ in range(24):  # MACs rise monotonically with the factor (up to rounding)
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if macs(mid) <= goal_macs else (lo, mid)
-    return lo, widened_genotype(genotype, groups, lo, multiple)[1]
 
 
 class GrowthController(Controller):
@@ -186,7 +139,7 @@ class GrowthController(Controller):
         self.lam: dict[str, float] | None = None     # conv name -> λ, fixed before the first step
         self.seed_macs = 0.0
         self.target = 0.0
-        self.changed_at: dict[str, int] = {}        # group -> step of its last widening (0: never)
+        self.window_start = 0                       # step of the last check: scores count entries since
         self.steps_done = 0
         self.events = 0
         self.refused = 0
@@ -197,12 +150,12 @@ class GrowthController(Controller):
 
     def state_dict(self) -> dict[str, Any]:
         return {"lam": self.lam, "seed_macs": self.seed_macs, "target": self.target,
-                "changed_at": self.changed_at, "steps_done": self.steps_done, "events": self.events,
+                "window_start": self.window_start, "steps_done": self.steps_done, "events": self.events,
                 "refused": self.refused}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lam, self.seed_macs, self.target = state["lam"], state["seed_macs"], state["target"]
-        self.changed_at = dict(state["changed_at"])
+        self.window_start = int(state["window_start"])
         self.steps_done, self.events, self.refused = state["steps_done"], state["events"], state["refused"]
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -223,7 +176,6 @@ class GrowthController(Controller):
         wanted = target_macs(cfg)
         grows = plans_growth(cfg, self.seed_macs)
         self.target = wanted if grows else self.seed_macs
-        self.changed_at = {g.name: 0 for g in channel_groups(trainer.model)}
         # Only a run that died before its first checkpoint after this point left lines here.
         trainer.store.rewind_jsonl("growth.jsonl", lambda record: False)
         trainer.log_event(
@@ -234,11 +186,11 @@ class GrowthController(Controller):
     # -- the rule -------------------------------------------------------------------------------------
 
     def scores(self, trainer: Trainer, groups: list[ChannelGroup]) -> dict[str, float]:
-        """Γ entry rate per group since it last changed (see the module docstring)."""
+        """Γ entry rate per group since the last check (see the module docstring)."""
         modules = dict(trainer.model.named_modules())
         opt = as_dessilbi(trainer.optimizer)
         return {g.name: entry_rate([opt.entry_steps(_weight(modules[p])) for p in g.producers],
-                                   self.changed_at.get(g.name, 0)) for g in groups}
+                                   self.window_start) for g in groups}
 
     def display_rows(self) -> list[dict[str, Any]]:
         return self._rows
@@ -249,6 +201,7 @@ class GrowthController(Controller):
         scores = self.scores(trainer, groups)
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores[g.name]}
                       for g in groups]
+        self.window_start = trainer.state.step  # the next check's scores count entries from here
         if self.steps_done >= cfg.growth_steps or self.target <= self.seed_macs:
             return
         self.steps_done += 1
@@ -261,7 +214,7 @@ class GrowthController(Controller):
         if finite:
             chosen = [g.name for g in groups] if cfg.allocation == "uniform" else select_groups(scores, cfg.select_frac)
             # Γ has not moved anywhere (no score above 0): nothing grows now; later steps catch up.
-            plan = self._plan(trainer, [g for g in groups if g.name in chosen], goal) if chosen else []
+            plan = self._plan(trainer, {name: scores[name] for name in chosen}, goal) if chosen else []
         if distributed.active():  # under torchrun every rank applies rank 0's decision; the log says whether
             decisions = distributed.gather((finite, chosen, plan, scores))  # all ranks had the same Γ and plan
             finite, chosen, plan, _ = decisions[0]
@@ -276,16 +229,15 @@ class GrowthController(Controller):
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores.get(g.name, 0.0)}
                       for g in channel_groups(trainer.model)]
 
-    def _plan(self, trainer: Trainer, chosen: list[ChannelGroup], goal: float) -> list[Action]:
-        """Blocks for chosen stages (``deepen``), one width factor for the chosen groups, then, if they
-        cannot reach the step's MACs alone, one factor for the other groups (the budget decides how
-        much; Γ decides where first)."""
+    def _plan(self, trainer: Trainer, scores: dict[str, float], goal: float) -> list[Action]:
+        """Blocks for chosen stages (``deepen``), then whole channels to the chosen groups (``scores``: the
+        chosen groups' scores), and to the others only when every chosen group is capped (growth.allocation)."""
         cfg = self.config
         genotype = genotype_of(trainer.model)
         plan: list[Action] = []
         if cfg.deepen:
             family = family_of(genotype)
-            for group in chosen:
+            for group in (g for g in groups_of_genotype(genotype) if g.name in scores):
                 stage = family.deepens(group.key)
                 if stage is None or stage_depth(genotype, stage) >= cfg.max_blocks:
                     continue
@@ -293,19 +245,8 @@ class GrowthController(Controller):
                 if measure_cost(candidate, trainer.input_shape).macs <= goal:
                     plan.append(("deepen", stage, None))
                     genotype = candidate
-        cap = self.step_factor_cap()
-        added: dict[str, int] = {}
-        chosen_names = {g.name for g in chosen}
-        others = [g for g in groups_of_genotype(genotype) if g.name not in chosen_names]
-        for groups in (chosen, others):
-            names = {g.name for g in groups}
-            groups = [g for g in groups_of_genotype(genotype) if g.name in names]  # current widths
-            if not groups or measure_cost(genotype, trainer.input_shape).macs >= goal * (1 - 1e-3):
-                continue
-            factor, more = solve_factor(genotype, groups, goal, cap, trainer.input_shape, self.multiple)
-            genotype = widened_genotype(genotype, groups, factor, self.multiple)[0]
-            for name, n in more.items():
-                added[name] = added.get(name, 0) + n
+        others = [g.name for g in groups_of_genotype(genotype) if g.name not in scores]
+        added = allocate(genotype, scores, others, goal, self.step_factor_cap(), trainer.input_shape, self.multiple)
         return plan + [("widen", name, n) for name, n in added.items()]
 
     def step_factor_cap(self) -> float:
@@ -326,7 +267,6 @@ class GrowthController(Controller):
                 old = next(g.width for g in channel_groups(model) if g.name == target)
                 widen(model, target, n, opt)
                 _match_new_filter_scale(model, target, old)
-                self.changed_at[target] = trainer.state.step
                 detail = {"group": target, "score": round(scores[target], 4), "old_width": old,
                           "new_width": old + n}
             else:

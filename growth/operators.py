@@ -130,7 +130,7 @@ def remove_block(model: nn.Module, stage: int, block: int,
 
 
 def deepened_genotype(genotype: Genotype, stage: int) -> Genotype:
-    """The genotype with one block (ResNet) or conv (VGG) appended to ``stage``, same width as its last."""
+    """The genotype with one block (ResNet: of the stage's median inner width) or conv (VGG) appended to ``stage``."""
     return family_of(genotype).deepened(genotype, stage)
 
 

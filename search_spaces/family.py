@@ -134,7 +134,8 @@ class Family(ABC, Generic[G]):
         raise self._cannot("take the stage depth of")
 
     def deepened(self, genotype: G, stage: int) -> G:
-        """A copy of ``genotype`` with one block appended to ``stage``, as wide as the stage's last."""
+        """A copy of ``genotype`` with one block appended to ``stage``, of the stage's typical width (ResNet:
+        the median inner width of its blocks)."""
         raise self._cannot("deepen")
 
     def deepens(self, key: GroupKey) -> int | None:

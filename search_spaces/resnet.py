@@ -313,7 +313,10 @@ class ResNetFamily(Family[ResNetGenotype]):
     def deepened(self, genotype: ResNetGenotype, stage: int) -> ResNetGenotype:
         self._check_stage(genotype, stage)
         g = copy.deepcopy(genotype)
-        g.stages[stage].inner.append(g.stages[stage].inner[-1])  # inherits the latest inner width
+        inner = sorted(g.stages[stage].inner)
+        # the stage's typical inner width (its median), not the last block's: a lagging last block would
+        # otherwise be copied into every new one (funnels)
+        g.stages[stage].inner.append(inner[len(inner) // 2])
         return g
 
     def deepens(self, key: GroupKey) -> int | None:
@@ -413,6 +416,28 @@ def resnet20_16(**kwargs: Any) -> ResNetGenotype:
 def resnet56_thin(**kwargs: Any) -> ResNetGenotype:
     """ResNet-56 at quarter width (4/8/16)."""
     return _resnet([4, 8, 16], 56, **kwargs)
+
+
+# Seeds whose proportions are wrong, about as costly as resnet20-thin (2.2-2.8M MACs at 32x32): what a user's
+# guess may look like, and the test of whether growth reshapes a network (Γ decides where) or scales it.
+
+
+@register_model
+def resnet20_flat(**kwargs: Any) -> ResNetGenotype:
+    """ResNet-20 with every stage 6 wide: too wide early, starved late (2.78M MACs)."""
+    return _resnet([6, 6, 6], 20, **kwargs)
+
+
+@register_model
+def resnet20_inverted(**kwargs: Any) -> ResNetGenotype:
+    """ResNet-20 with widths shrinking with depth, 6/5/4 (2.57M MACs)."""
+    return _resnet([6, 5, 4], 20, **kwargs)
+
+
+@register_model
+def resnet20_early_thin(**kwargs: Any) -> ResNetGenotype:
+    """ResNet-20 with starved early stages, 2/4/24 (2.19M MACs): the missing channels are the costly ones."""
+    return _resnet([2, 4, 24], 20, **kwargs)
 
 
 @register_model

@@ -14,13 +14,12 @@ from growth.controller import (
     entry_rate,
     grow,
     select_groups,
-    solve_factor,
     step_targets,
     target_macs,
-    widened_genotype,
     width_multiple,
 )
-from growth.graph import groups_of_genotype
+from growth.dessilbi import as_dessilbi
+from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import resized_genotype
 from growth.run import Run
 from growth.runstore import RunStore
@@ -45,8 +44,8 @@ def test_steps_are_geometric_and_end_at_the_target():
     assert step_targets(1e6, 1e6, 3) == [1e6, 1e6, 1e6]
 
 
-def test_entry_rate_counts_only_entries_since_the_group_last_grew():
-    # Widened at step 100: old filters all in supp, two new filters (-1) not yet: rate 0, no re-trigger.
+def test_entry_rate_counts_only_entries_since_the_window_began():
+    # Last check (and widening) at step 100: old filters all in supp, two new filters (-1) not yet: rate 0.
     assert entry_rate([torch.tensor([3, 50, 90, -1, -1])], since_step=100) == 0.0
     # One of the two new filters entered after the widening.
     assert entry_rate([torch.tensor([3, 50, 90, 140, -1])], since_step=100) == 0.5
@@ -60,23 +59,6 @@ def test_selection_is_relative_to_the_best_score_and_empty_without_entries():
     assert select_groups({"a": 0.5, "b": 1.0, "c": 0.95}, 0.9) == ["b", "c"]
     assert select_groups({"a": 0.0, "b": 0.0}, 0.9) == []
     assert select_groups({"a": 0.3, "b": 0.2}, 0.5) == ["a", "b"]
-
-
-def test_common_factor_reaches_the_step_goal_from_below():
-    genotype = get_genotype("resnet8-thin")
-    groups = groups_of_genotype(genotype)
-    shape = (3, 32, 32)
-    seed = measure_cost(genotype, shape).macs
-    goal = 1.7 * seed
-    factor, added = solve_factor(genotype, groups, goal, 2.0, shape)
-    assert 1.0 < factor < 2.0 and added
-    grown = measure_cost(widened_genotype(genotype, groups, factor)[0], shape).macs
-    assert seed < grown <= goal
-    # A slightly larger factor would pass the goal: the solution uses what the step allows.
-    assert measure_cost(widened_genotype(genotype, groups, factor * 1.02)[0], shape).macs > goal * 0.97
-    # The per-step cap binds when one small group cannot reach the goal.
-    factor, added = solve_factor(genotype, groups[:1], 10 * seed, 2.0, shape)
-    assert factor == 2.0 and added == {groups[0].name: groups[0].width}
 
 
 def _trainer(tmp_path, **overrides):
@@ -101,6 +83,31 @@ def test_no_growth_when_the_target_is_not_clearly_above_the_seed(tmp_path, one_t
     assert plan["event"] == "plan" and plan["grows"] is False
     assert not [e for e in _events(trainer) if e["event"] == "widen"]
     assert summary["widths"] == get_genotype("resnet8-thin").compact()
+
+
+def test_scores_re_arm_each_window_and_a_group_that_stops_gaining_entries_falls_below(tmp_path, one_thread):
+    trainer, controller = _trainer(tmp_path, target_macs=4e6)
+    controller.attach(trainer)
+    opt = as_dessilbi(trainer.optimizer)
+    groups = {g.name: g for g in channel_groups(trainer.model)}
+
+    def enter(name: str, steps: list[int]) -> None:   # the entry step of each filter of every producer
+        for producer in groups[name].producers:
+            weight = trainer.model.get_submodule(producer).weight
+            opt.state[weight]["entry_step"] = torch.tensor(steps, dtype=torch.int64)
+
+    enter("stage1", [5, 5, -1, -1])
+    enter("stage2", [5, 5, 5, 5, -1, -1, -1, -1])
+    first = controller.scores(trainer, list(groups.values()))
+    assert first["stage1"] == first["stage2"] == 0.5
+    controller.window_start = 10                       # a check at step 10 began the next window
+    enter("stage2", [5, 5, 5, 5, 15, 15, -1, -1])      # stage 2 goes on gaining entries, stage 1 stops
+    second = controller.scores(trainer, list(groups.values()))
+    assert second["stage1"] == 0.0 and second["stage2"] == 0.5
+    assert select_groups(second, 0.9) == ["stage2"]
+    trainer.state.step = 20
+    controller.on_eval(trainer, 0.5)
+    assert controller.window_start == 20
 
 
 def test_growth_is_refused_on_a_non_finite_state(tmp_path, one_thread):
@@ -174,15 +181,15 @@ class _Fake:
         self.input_shape = (3, 32, 32)
 
 
-def test_when_the_chosen_groups_cannot_reach_the_step_every_group_fills_the_rest():
+def test_the_plan_gives_the_chosen_group_its_cap_before_the_others_get_the_rest():
     genotype = get_genotype("resnet8-thin")
     seed = measure_cost(genotype, (3, 32, 32)).macs
     controller = GrowthController(GrowConfig(budget_flops=1e12))
     controller.seed_macs, controller.target = seed, 3 * seed
-    first = groups_of_genotype(genotype)[:1]          # stage1 alone: at most x2 per step
-    plan = controller._plan(_Fake(genotype), first, 2.5 * seed)
+    first = groups_of_genotype(genotype)[0]          # stage1 alone: at most x2 per step
+    plan = controller._plan(_Fake(genotype), {first.name: 1.0}, 2.5 * seed)
     widened = {name: n for _, name, n in plan}
-    assert widened[first[0].name] == first[0].width  # the chosen group first, to its cap (x2)
+    assert widened[first.name] == first.width      # the chosen group first, to its cap (x2)
     assert len(widened) > 1                          # then the others
     grown = genotype
     for name, n in widened.items():
@@ -200,17 +207,18 @@ def test_grown_widths_from_16_on_are_multiples_of_8_where_tensor_cores_want_them
     for multiple in (1, 8):
         controller = GrowthController(GrowConfig(budget_flops=1e12))
         controller.seed_macs, controller.target, controller.multiple = seed, 3 * seed, multiple
-        plan = controller._plan(_Fake(genotype), groups_of_genotype(genotype), 2.2 * seed)
+        scores = {g.name: 1.0 for g in groups_of_genotype(genotype)}
+        plan = controller._plan(_Fake(genotype), scores, 2.2 * seed)
         grown = genotype
         for _, name, n in plan:
             group = next(g for g in groups_of_genotype(grown) if g.name == name)
             grown = resized_genotype(grown, group, torch.arange(group.width), n)
         widths = [g.width for g in groups_of_genotype(grown)]
         assert measure_cost(grown, (3, 32, 32)).macs <= 2.2 * seed
-        wide = [w for w in widths if w >= 16]
+        wide = [w for w in widths if w > 16]
         assert wide and (multiple == 1 or all(w % 8 == 0 for w in wide)), (multiple, widths)
         if multiple == 1:
-            assert any(w % 8 for w in wide)   # without rounding the solved factor lands between tiles
+            assert any(w % 8 for w in wide)   # without a multiple, widths land between tiles
 
 
 def test_the_per_step_cap_follows_the_size_the_budget_asks_for():

@@ -17,6 +17,7 @@ from growth.dessilbi import DessiLBI, dessilbi_param_groups
 from growth.graph import channel_groups, find_group
 from growth.operators import deepen, prune, widen
 from search_spaces import ResNetGenotype, build_model
+from search_spaces.resnet import ResNetStage
 
 # One seed per family and shortcut type.
 FAMILIES = {
@@ -232,3 +233,11 @@ def test_growth_with_deepen_adds_identity_blocks_whose_convs_inherit_lam(tmp_pat
     for e in deepened:  # the new block's convs have a λ of their own, inherited from the block before
         s, b = e["stage"] - 1, e["new_block"] - 1
         assert f"stages.{s}.{b}.conv1" in lam and f"stages.{s}.{b}.conv2" in lam
+
+
+def test_a_new_block_takes_its_stages_median_inner_width_not_the_last_blocks():
+    genotype = ResNetGenotype(stages=[ResNetStage(8, [12, 20, 6])], in_chans=3)
+    deeper = search_spaces.family_of(genotype).deepened(genotype, 0)
+    assert deeper.stages[0].inner == [12, 20, 6, 12]
+    again = search_spaces.family_of(deeper).deepened(deeper, 0)
+    assert again.stages[0].inner[-1] == 12          # no funnel: a lagging last block is not copied on
