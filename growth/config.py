@@ -212,13 +212,14 @@ class GrowConfig(TrainConfig):
                                     bounds=Bounds(0, 1, low_closed=False, high_closed=False), group=_GROWTH)
     allocation: str = option("gamma", "where to widen: gamma (Γ entry rate), uniform (every group), none "
                              "(no growth)", choices=("gamma", "uniform", "none"), group=_GROWTH)
-    select_frac: float = option(0.9, "widen the groups scoring at least this share of the best score",
+    select_frac: float = option(0.9, "choose the groups scoring at least this share of the best score: they take "
+                                "the step's channels first",
                                 bounds=Bounds(0, 1, low_closed=False), group=_GROWTH)
     max_step_factor: float = option(2.0, "a group's width grows at most this much per step",
                                      bounds=Bounds(1, low_closed=False), group=_GROWTH)
-    width_multiple: int | None = option(None, "round grown widths of 16 channels and more to a multiple of this "
-                                        "(default: 8 where the step runs in bf16 on a GPU, for its tensor "
-                                        "cores; else 1)", parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
+    width_multiple: int | None = option(None, "from 16 channels on, grow in units of this many "
+                                        "channels (default: 8 where the step runs in bf16 on a GPU, for its "
+                                        "tensor cores; else 1)", parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
     deepen: bool = option(False, "also add blocks to selected stages", group=_GROWTH)
     max_blocks: int = option(9, "depth cap per stage", parse="count", bounds=_AT_LEAST_ONE,
                             group=_GROWTH)

@@ -15,19 +15,20 @@ the budget (4 steps by 40% by default). After step k of K the network's MACs rea
 
 **Where.** DessiLBI runs with one λ per conv layer, calibrated so that a filter keeping its layer's
 median initial norm enters supp Γ after one check interval (growth.calibration: no fan-in bias).
-At a check, a channel group's *score* is its Γ entry rate since it last grew: of the group's
-(producer conv, filter) pairs that were outside supp Γ when the group last changed (at the start, or
-at its last widening: new filters start outside), the share that has entered since. A group whose
-every pair was already in supp scores 1 (nothing left to enter: saturated). The score does not rise
-to 1 by itself with time for a group that just grew (its new filters must earn their entry), so a
-group without new entries is never widened again. The groups scoring at least ``select_frac`` of the
-best score are widened by one common factor, solved so that the network reaches this step's MACs
-(at most ``max_step_factor`` per step, or what the per-step MACs need at budgets that ask for a
-much larger network); if they cannot reach it alone, the other groups share the rest by a second
-common factor. No group scoring above 0 means Γ has not moved and nothing grows at this check
-(later steps catch up to their absolute targets). ``allocation="uniform"``
-widens every group at the same moments without reading Γ (the control that separates Γ's choice
-of *where* from growth itself); ``allocation="none"`` never grows (DessiLBI on the seed).
+At a check, a channel group's *score* is its Γ entry rate over the last window: of the group's
+(producer conv, filter) pairs that were outside supp Γ at the previous check (or at the start), the
+share that has entered since. Every group is scored over the same window, so scores re-arm: a group
+whose filters stop entering falls to 0. A group with nothing outside supp at the window's start scores 1
+(saturated); a group that has just grown must see its new filters enter before it scores high again.
+The groups scoring at least ``select_frac`` of the best score are *chosen*, and the step's MACs are
+spent on them in whole channels (growth.allocation: one unit each, best score first, then a common
+factor, then the least-grown), the other groups getting channels only once every chosen group is at
+its per-step cap (``max_step_factor``, or what the per-step MACs need at budgets that ask for a much
+larger network). What the chosen groups cannot spend stays unspent and the next check, with a fresh
+reading of Γ, catches it up (goals are absolute). No group scoring above 0 means Γ has not moved and
+nothing grows at this check. ``allocation="uniform"`` chooses every group alike at the same moments
+without reading Γ (the control that separates Γ's choice of *where* from growth itself);
+``allocation="none"`` never grows (DessiLBI on the seed).
 
 **New units.** A widening is function-preserving (growth.operators: new filters' outgoing weights
 are 0). Their incoming weights are rescaled to the median norm of the layer's existing filters, so
