@@ -505,6 +505,8 @@ def _print_summary(summary: dict, path: Path) -> None:
              if isinstance(summary[k], float) else str(summary[k])) for k in keys if k in summary]
     rows.append(("run directory", str(path)))
     _print_table(["summary", ""], rows)
+    for note in summary.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

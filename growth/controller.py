@@ -75,6 +75,10 @@ if TYPE_CHECKING:
 Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str, int]]
 
 
+#: A final size short of the target by more than this share is reported in the summary and on screen.
+SHORTFALL_NOTED = 0.10
+
+
 def target_macs(config: GrowConfig) -> float:
     """The final size for this budget: ``--target-macs``, or the budget rule."""
     if config.target_macs is not None:
@@ -144,6 +148,7 @@ class GrowthController(Controller):
         self.steps_done = 0
         self.events = 0
         self.refused = 0
+        self.reached_macs = 0.0                     # MACs after the last growth check (the seed's at first)
         self.multiple = 1                           # grown widths' rounding (width_multiple), set at attach
         self._rows: list[dict[str, Any]] = []
 
@@ -152,12 +157,13 @@ class GrowthController(Controller):
     def state_dict(self) -> dict[str, Any]:
         return {"lam": self.lam, "seed_macs": self.seed_macs, "target": self.target,
                 "window_start": self.window_start, "steps_done": self.steps_done, "events": self.events,
-                "refused": self.refused}
+                "refused": self.refused, "reached_macs": self.reached_macs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lam, self.seed_macs, self.target = state["lam"], state["seed_macs"], state["target"]
         self.window_start = int(state["window_start"])
         self.steps_done, self.events, self.refused = state["steps_done"], state["events"], state["refused"]
+        self.reached_macs = float(state.get("reached_macs", self.seed_macs))  # checkpoints from before it existed
 
     # -- set-up ---------------------------------------------------------------------------------------
 
@@ -173,7 +179,7 @@ class GrowthController(Controller):
         else:
             self.lam = {name: float(cfg.lam) for name in convs}
         split_lam_groups(trainer.optimizer, convs, self.lam)
-        self.seed_macs = float(trainer.cost.macs)
+        self.seed_macs = self.reached_macs = float(trainer.cost.macs)
         wanted = target_macs(cfg)
         grows = plans_growth(cfg, self.seed_macs)
         self.target = wanted if grows else self.seed_macs
@@ -205,6 +211,12 @@ class GrowthController(Controller):
         self.window_start = trainer.state.step  # the next check's scores count entries from here
         if self.steps_done >= cfg.growth_steps or self.target <= self.seed_macs:
             return
+        late = trainer.ledger.fraction_spent > cfg.grow_until_frac + cfg.check_every_frac / 2
+        if late:  # a budget of a few steps reaches its checks late: a network grown now would not be trained
+            self.steps_done = cfg.growth_steps
+            trainer.log_event("too_late", reason=f"check at {trainer.ledger.fraction_spent:.1%} of the budget, "
+                              f"past --grow-until {cfg.grow_until_frac:.0%}: no growth after that")
+            return
         self.steps_done += 1
         goal = step_targets(self.seed_macs, self.target, cfg.growth_steps)[self.steps_done - 1]
         record = {"growth_step": self.steps_done, "goal_macs": goal, "macs": trainer.cost.macs,
@@ -227,6 +239,7 @@ class GrowthController(Controller):
         trainer.log_event("check", **record, selected=chosen)
         if plan:
             self._apply(trainer, plan, scores, val_acc)
+        self.reached_macs = float(trainer.cost.macs)
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores.get(g.name, 0.0)}
                       for g in channel_groups(trainer.model)]
 
@@ -301,10 +314,20 @@ class GrowthController(Controller):
             opt.add_param_group({**{k: v for k, v in shared.items() if k != "params"},
                                  "params": [p], "lam": self.lam[name]})
 
+    def shortfall(self) -> float:
+        """How far short of its target growth ended, as a share of the target (0 when reached or not growing)."""
+        return max(0.0, 1 - self.reached_macs / self.target) if self.target > self.seed_macs else 0.0
+
     def summary(self) -> dict[str, Any]:
         cfg = self.config
-        return {"growth_events": self.events, "growth_steps_done": self.steps_done,
-                "seed_macs": self.seed_macs, "target_macs": self.target, "allocation": cfg.allocation,
+        notes = []
+        if self.shortfall() > SHORTFALL_NOTED:
+            notes.append(f"growth ended at {self.reached_macs / 1e6:.3g}M MACs, {self.shortfall():.0%} short of its "
+                         f"{self.target / 1e6:.3g}M target (Γ chose groups the steps could not afford, or the "
+                         "budget reached its checks too late)")
+        return {"growth_events": self.events, "growth_steps_done": self.steps_done, "notes": notes,
+                "target_shortfall": round(self.shortfall(), 4), "seed_macs": self.seed_macs,
+                "target_macs": self.target, "allocation": cfg.allocation,
                 "refused_checks": self.refused, "nu": cfg.nu, "width_multiple": self.multiple,
                 "lam": None if self.lam is None else {k: round(v, 6) for k, v in self.lam.items()}}
 

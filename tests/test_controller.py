@@ -62,8 +62,8 @@ def test_selection_is_relative_to_the_best_score_and_empty_without_entries():
 
 
 def _trainer(tmp_path, **overrides):
-    cfg = GrowConfig(seed="resnet8-thin", data="sample", subset=400, budget_flops=4e10, seed_value=0,
-                     **overrides)
+    cfg = GrowConfig(**{"seed": "resnet8-thin", "data": "sample", "subset": 400, "budget_flops": 4e10,
+                        "seed_value": 0, **overrides})
     run = Run.open(cfg, tmp_path / "run", kind="grow")
     controller = GrowthController(run.config)
     trainer = run.trainer(controller)
@@ -241,3 +241,29 @@ def test_nothing_grows_at_a_check_where_no_filter_has_entered(tmp_path, one_thre
     last = _events(trainer)[-1]
     assert last["event"] == "check" and last["selected"] == []
     assert trainer.model.genotype.compact() == widths
+
+
+def test_a_budget_that_reaches_its_checks_late_does_not_grow_then_and_reports_the_shortfall(tmp_path, one_thread):
+    trainer, controller = _trainer(tmp_path, target_macs=4e6, budget_flops=1.5e9)   # about 3 steps
+    summary = trainer.fit()
+    events = _events(trainer)
+    late = [e for e in events if e["event"] == "too_late"]
+    assert late and all(e["fraction"] <= 0.45 for e in events if e["event"] == "widen")
+    assert summary["target_shortfall"] > 0.10 and "short of its" in summary["notes"][0]
+    assert summary["macs"] < 4e6
+
+
+def test_the_calibration_of_a_long_horizon_takes_under_a_second():
+    import time
+
+    from growth.calibration import discounted_lr_sum
+
+    class _Trainer:   # what discounted_lr_sum reads: the config, the cost per sample, the training set
+        config = GrowConfig(budget_flops=2e17)
+        cost = type("C", (), {"train_flops_per_sample": 3 * 2 * 2.62e6})()
+        data = type("D", (), {"train_y": range(45_000)})()
+
+    start = time.perf_counter()
+    discounted = discounted_lr_sum(_Trainer(), 0.1)     # ~10M steps in the first interval
+    assert time.perf_counter() - start < 5.0            # generous on a loaded CI machine; ~0.5 s alone
+    assert discounted / _Trainer.config.nu == pytest.approx(1.0, abs=1e-6)   # saturated (docs/algorithms.md)
