@@ -78,7 +78,7 @@ def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, i
     """
     from growth.compute import measure_cost
     from growth.config import GrowConfig
-    from growth.controller import plans_growth
+    from growth.plan import plans_growth
     from search_spaces import genotype_to_dict, get_genotype
 
     settings = config.to_dict()

@@ -11,7 +11,7 @@ uniformly, keep the optimizer state of existing weights (new entries start at 0)
 group (with the measured ``output_change``: the relative change of the eval-mode logits on a probe
 batch, 0 for an exact function-preserving edit) and ``check_done``. The final size is the bench's
 ``--target-macs`` when it passes one, else the engine's size rule for the budget
-(:func:`growth.controller.target_macs`), as for ``grow``. Settings: ``options.extra["vt"]`` and
+(:func:`growth.plan.target_macs`), as for ``grow``. Settings: ``options.extra["vt"]`` and
 ``options.extra["net2net"]`` (see :class:`VTSettings`, :class:`Net2NetSettings`).
 
 **vt** follows the paper's recipe (ALGORITHMS.md §7): start at 1/4 of the final width, grow every
@@ -457,7 +457,7 @@ class Net2NetController(UniformGrowthController):
         return self.target >= self.settings.min_growth * self.start_macs
 
     def step_macs(self) -> list[float]:
-        from growth.controller import step_targets
+        from growth.plan import step_targets
 
         return step_targets(self.start_macs, self.target, self.steps)
 
@@ -574,7 +574,7 @@ def top_up(genotype: Genotype, reference: dict[str, int], target_macs: float,
 
 def rule_target_macs(budget_flops: float) -> float:
     """The engine's size rule for this budget (what ``grow`` grows to)."""
-    from growth.controller import target_macs
+    from growth.plan import target_macs
 
     return target_macs(GrowConfig(budget_flops=budget_flops))
 

@@ -172,7 +172,7 @@ class TrainConfig:
             raise ConfigError("Nesterov momentum needs a momentum above 0: with --momentum 0 give --no-nesterov")
 
 
-# The budget -> size rule (growth.controller.target_macs): the MACs of the best fixed width of the
+# The budget -> size rule (growth.plan.target_macs): the MACs of the best fixed width of the
 # thin ResNet-20 family at a training budget, best_macs = SIZE_REF_MACS * (budget / SIZE_REF_BUDGET)
 # ** SIZE_EXPONENT, as fitted by scripts/fit_size_rule.py to the fixed-width sweeps on CIFAR-10 at three
 # budgets (runs/recorded/bench-cifar10jpeg-3e12-frontier, -1e13, -3e13; each optimum bracketed, the
@@ -183,6 +183,12 @@ class TrainConfig:
 SIZE_REF_BUDGET = 1e13
 SIZE_REF_MACS = 2.65e6
 SIZE_EXPONENT = 0.54
+# The measured range of that fit; above its top the rule is joined to a published compute point (growth.plan):
+# WRN-28-10, 5.2 GMACs trained 200 epochs on CIFAR-10 = 3.2e17 FLOPs (96.0%, ALGORITHMS.md §8).
+SIZE_FIT_MIN_BUDGET = 3e12
+SIZE_FIT_MAX_BUDGET = 3e13
+SIZE_ANCHOR_BUDGET = 3.2e17
+SIZE_ANCHOR_MACS = 5.2e9
 _GROWTH = "growth rule (see growth/controller.py)"
 
 
@@ -204,10 +210,23 @@ class GrowConfig(TrainConfig):
                                     bounds=_POSITIVE, group=_GROWTH)
     size_exponent: float = option(SIZE_EXPONENT, "size rule: best MACs grow like budget**exponent",
                                    bounds=Bounds(0), group=_GROWTH)
+    size_fit_max_budget: float = option(SIZE_FIT_MAX_BUDGET, "size rule: the fit holds up to this budget, "
+                                        "the top of its measured range", parse="budget", bounds=_POSITIVE,
+                                        group=_GROWTH)
+    size_anchor_budget: float = option(SIZE_ANCHOR_BUDGET, "size rule: above the fit, a power law joined to it "
+                                       "through a published point, this budget ...", parse="budget",
+                                       bounds=_POSITIVE, group=_GROWTH)
+    size_anchor_macs: float = option(SIZE_ANCHOR_MACS, "... and these MACs (WRN-28-10: 5.2G for 200 CIFAR-10 "
+                                     "epochs)", parse="budget", bounds=_POSITIVE, group=_GROWTH)
     min_growth: float = option(1.25, "grow only to a target at least this multiple of the seed's MACs",
                                bounds=_POSITIVE, group=_GROWTH)
-    growth_steps: int = option(4, "number of widenings, evenly spaced in the budget, geometric in MACs",
-                               parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
+    growth_steps: int = option(4, "number of growth events (at least; more where the target needs them), "
+                               "geometric in MACs", parse="count", bounds=_AT_LEAST_ONE, group=_GROWTH)
+    max_event_growth: float = option(2.0, "no growth event multiplies the MACs by more than this (large "
+                                     "targets get more events)", bounds=Bounds(1, low_closed=False), group=_GROWTH)
+    check_epochs: float = option(5.0, "a growth event comes after the network has trained this many epochs "
+                                 "since the last, or --grow-until / events of the budget, whichever is less",
+                                 bounds=_POSITIVE, group=_GROWTH)
     grow_until_frac: float = option(0.4, "share of the budget by which growth is done", flag="--grow-until",
                                     bounds=Bounds(0, 1, low_closed=False, high_closed=False), group=_GROWTH)
     allocation: str = option("gamma", "where to widen: gamma (Γ entry rate), uniform (every group), none "

@@ -1,17 +1,16 @@
-"""The growth controller: how much to grow from the budget, when from a fixed schedule, where from Γ.
+"""The growth controller: how much and when from the plan, where from Γ.
 
-**How much.** Before the first step the controller fixes the final size, ``target_macs``: the MACs
-of the best fixed width at this training budget, ``size_ref_macs · (budget / size_ref_budget) **
-size_exponent`` (constants in growth.config, fitted to fixed-width sweeps on CIFAR-10 at two
-budgets; ``--target-macs`` overrides). If the target is not at least ``min_growth`` times the seed's
-MACs, the run does not grow at all: it is DessiLBI on the seed. The network never grows past the
-target, so ``--budget 3e12`` grows a small network and ``--budget 2e17`` a large one.
-
-**When.** Growth is front-loaded in few large steps inside one global learning-rate schedule (the
-schedule of a fixed-width run: warm-up, then cosine to 0 at the budget), as the growth methods that
-come closest to fixed widths do: ``growth_steps`` checks evenly spaced up to ``grow_until_frac`` of
-the budget (4 steps by 40% by default). After step k of K the network's MACs reach
-``seed · (target/seed) ** (k/K)``: geometric steps, so that each costs about the same share.
+**How much and when** (growth.plan, fixed before the first step). The final size, ``target_macs``, is
+the best fixed width's MACs at this budget where that was measured (a fit on CIFAR-10 at 3e12–3e13),
+joined above that range to a published compute point (``--target-macs`` overrides). If the target is
+not at least ``min_growth`` times the seed's MACs, the run does not grow at all: it is DessiLBI on the
+seed. Growth is front-loaded in a few events, geometric in MACs, inside one global learning-rate
+schedule (the fixed-width runs': warm-up, then cosine to 0 at the budget), as the growth methods that
+come closest to fixed widths do. Event k comes after the network has trained ``check_epochs`` epochs
+since the last one, or ``grow_until_frac / K`` of the budget, whichever is less: 10/20/30/40% at the
+budgets where growth was measured, a few epochs of the seed at 2e17. A check is an evaluation; the
+controller asks the trainer for one at each planned event (``next_eval_frac``). A check that comes more
+than half an interval late (a budget of a few steps) does not grow: nothing grown then would be trained.
 
 **Where.** DessiLBI runs with one λ per conv layer, calibrated so that a filter keeping its layer's
 median initial norm enters supp Γ after one check interval (growth.calibration: no fan-in bias).
@@ -40,11 +39,8 @@ supp Γ on the same time scale. BatchNorm and biases are not decayed (growth.opt
 Every check and every event goes to ``growth.jsonl``.
 
 Example:
-    >>> from growth.config import GrowConfig
-    >>> round(target_macs(GrowConfig(budget_flops=1e13, size_ref_macs=4e6)) / 1e6, 2)
-    4.0
-    >>> step_targets(seed_macs=1e6, target=16e6, steps=4)
-    [2000000.0, 4000000.0, 8000000.0, 16000000.0]
+    >>> select_groups({"stage1": 0.2, "stage2": 1.0, "stage3": 0.95}, select_frac=0.9)
+    ['stage2', 'stage3']
 """
 
 from __future__ import annotations
@@ -65,6 +61,7 @@ from .config import GrowConfig
 from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, stage_depth, widen
+from .plan import GrowthPlan, plan_growth
 from .run import Run
 from .trainer import Controller, Display, Trainer
 
@@ -77,30 +74,6 @@ Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str,
 
 #: A final size short of the target by more than this share is reported in the summary and on screen.
 SHORTFALL_NOTED = 0.10
-
-
-def target_macs(config: GrowConfig) -> float:
-    """The final size for this budget: ``--target-macs``, or the budget rule."""
-    if config.target_macs is not None:
-        return float(config.target_macs)
-    return config.size_ref_macs * (config.budget_flops / config.size_ref_budget) ** config.size_exponent
-
-
-def plans_growth(config: GrowConfig, seed_macs: float) -> bool:
-    """Whether a run grows at all: the target is at least ``min_growth`` x the seed (and allocation is not none).
-
-    When it does not, the run is DessiLBI on the seed whatever the allocation: ``grow bench`` uses
-    this to recognise the controls that are the very same run as ``grow``.
-
-    >>> plans_growth(GrowConfig(budget_flops=1e13, target_macs=3e6), seed_macs=2.62e6)
-    False
-    """
-    return config.allocation != "none" and target_macs(config) >= config.min_growth * seed_macs
-
-
-def step_targets(seed_macs: float, target: float, steps: int) -> list[float]:
-    """MACs after each growth step: geometric from the seed to the target."""
-    return [round(seed_macs * (target / seed_macs) ** (k / steps), 6) for k in range(1, steps + 1)]
 
 
 def entry_rate(entry_steps: list[torch.Tensor], since_step: int) -> float:
@@ -149,6 +122,7 @@ class GrowthController(Controller):
         self.events = 0
         self.refused = 0
         self.reached_macs = 0.0                     # MACs after the last growth check (the seed's at first)
+        self.plan: GrowthPlan | None = None         # fixed at attach from the seed's MACs (growth.plan)
         self.multiple = 1                           # grown widths' rounding (width_multiple), set at attach
         self._rows: list[dict[str, Any]] = []
 
@@ -170,25 +144,34 @@ class GrowthController(Controller):
     def attach(self, trainer: Trainer) -> None:
         """Before the first step: the size target and λ per layer (a resumed run has both)."""
         self.multiple = width_multiple(self.config, trainer.device.type, trainer.amp)
-        if self.lam is not None:
+        if self.lam is not None:  # resumed: the plan follows from the seed's MACs, as it did at the start
+            self.plan = plan_growth(self.config, self.seed_macs, len(trainer.data.train_y))
             return
         cfg = self.config
+        self.seed_macs = self.reached_macs = float(trainer.cost.macs)
+        self.plan = plan = plan_growth(cfg, self.seed_macs, len(trainer.data.train_y))
         convs = penalised_convs(trainer)
-        if cfg.lam == "auto":
-            self.lam = calibrate_lam(trainer, cfg.check_every_frac)
+        if cfg.lam == "auto":  # calibrated to the first check interval (the whole budget's 10% without growth)
+            self.lam = calibrate_lam(trainer, plan.events[0].at_fraction if plan.events else cfg.check_every_frac)
         else:
             self.lam = {name: float(cfg.lam) for name in convs}
         split_lam_groups(trainer.optimizer, convs, self.lam)
-        self.seed_macs = self.reached_macs = float(trainer.cost.macs)
-        wanted = target_macs(cfg)
-        grows = plans_growth(cfg, self.seed_macs)
-        self.target = wanted if grows else self.seed_macs
+        self.target = plan.target_macs if plan.grows else self.seed_macs
+        if plan.events:
+            trainer.state.next_eval_frac = min(trainer.state.next_eval_frac, plan.events[0].at_fraction)
         # Only a run that died before its first checkpoint after this point left lines here.
         trainer.store.rewind_jsonl("growth.jsonl", lambda record: False)
         trainer.log_event(
-            "plan", seed_macs=self.seed_macs, rule_macs=wanted, target_macs=self.target, grows=grows,
-            step_macs=step_targets(self.seed_macs, self.target, cfg.growth_steps) if grows else [],
-            step_fractions=[round((k + 1) * cfg.check_every_frac, 6) for k in range(cfg.growth_steps)])
+            "plan", seed_macs=self.seed_macs, rule_macs=plan.target_macs, target_macs=self.target, grows=plan.grows,
+            size_rule=plan.size_rule, step_macs=[e.goal_macs for e in plan.events],
+            step_fractions=[round(e.at_fraction, 6) for e in plan.events],
+            seed_epochs=round(plan.seed_epochs, 3), final_epochs=round(plan.final_epochs, 3))
+
+    def next_eval_frac(self, trainer: Trainer, scheduled: float) -> float:
+        """The regular evaluation, or the next planned growth check if it comes first."""
+        if self.plan is not None and self.steps_done < len(self.plan.events):
+            return min(scheduled, self.plan.events[self.steps_done].at_fraction)
+        return scheduled
 
     # -- the rule -------------------------------------------------------------------------------------
 
@@ -209,16 +192,21 @@ class GrowthController(Controller):
         self._rows = [{"group": g.name, "kind": g.kind, "width": g.width, "ratio": scores[g.name]}
                       for g in groups]
         self.window_start = trainer.state.step  # the next check's scores count entries from here
-        if self.steps_done >= cfg.growth_steps or self.target <= self.seed_macs:
+        events = self.plan.events if self.plan is not None else ()
+        if self.steps_done >= len(events) or self.target <= self.seed_macs:
             return
-        late = trainer.ledger.fraction_spent > cfg.grow_until_frac + cfg.check_every_frac / 2
-        if late:  # a budget of a few steps reaches its checks late: a network grown now would not be trained
-            self.steps_done = cfg.growth_steps
-            trainer.log_event("too_late", reason=f"check at {trainer.ledger.fraction_spent:.1%} of the budget, "
-                              f"past --grow-until {cfg.grow_until_frac:.0%}: no growth after that")
+        event, spent = events[self.steps_done], trainer.ledger.fraction_spent
+        if spent < event.at_fraction - 1e-12:
+            return  # a regular evaluation before the check
+        share = event.at_fraction - (events[self.steps_done - 1].at_fraction if self.steps_done else 0.0)
+        if spent > event.at_fraction + share / 2:
+            # A budget of a few steps reaches its checks late: a network grown now would not be trained.
+            self.steps_done = len(events)
+            trainer.log_event("too_late", reason=f"check planned at {event.at_fraction:.1%} of the budget came at "
+                              f"{spent:.1%}: no growth from here on")
             return
         self.steps_done += 1
-        goal = step_targets(self.seed_macs, self.target, cfg.growth_steps)[self.steps_done - 1]
+        goal = event.goal_macs
         record = {"growth_step": self.steps_done, "goal_macs": goal, "macs": trainer.cost.macs,
                   "val_acc": val_acc, "scores": {k: round(v, 4) for k, v in scores.items()}}
         finite = _finite(trainer)
@@ -264,9 +252,9 @@ class GrowthController(Controller):
         return plan + [("widen", name, n) for name, n in added.items()]
 
     def step_factor_cap(self) -> float:
-        """Width factor allowed per step: ``max_step_factor``, or more where the MACs the budget
-        asks for per step need it (MACs grow about as width squared), so that 2e17 reaches its size."""
-        steps = self.config.growth_steps
+        """Width factor allowed per step: ``max_step_factor``, or more where the MACs the plan asks for
+        per step need it (MACs grow about as width squared)."""
+        steps = len(self.plan.events) if self.plan is not None and self.plan.events else self.config.growth_steps
         per_step = (self.target / self.seed_macs) ** (1 / steps) if self.seed_macs else 1.0
         return max(self.config.max_step_factor, 1.1 * math.sqrt(per_step))
 

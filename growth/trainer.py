@@ -91,6 +91,11 @@ class Controller:
     def on_eval(self, trainer: Trainer, val_acc: float) -> None:
         """After each evaluation on the validation split (growth checks, pruning points)."""
 
+    def next_eval_frac(self, trainer: Trainer, scheduled: float) -> float:
+        """The share of the budget at which to evaluate next, given the regular cadence's ``scheduled``
+        (a controller may ask for an earlier one: growth checks planned in epochs)."""
+        return scheduled
+
     def display_rows(self) -> list[dict[str, Any]]:
         """Rows for the progress display (group, kind, width, ratio)."""
         return []
@@ -283,7 +288,8 @@ class Trainer:
             tick = now
             if ledger.fraction_spent >= self.state.next_eval_frac - 1e-12:
                 self.evaluate_and_log()
-                self.state.next_eval_frac += config.eval_every_frac
+                self.state.next_eval_frac = self.controller.next_eval_frac(
+                    self, self.state.next_eval_frac + config.eval_every_frac)
                 self.save_checkpoint()
             elif now - self._last_checkpoint > config.checkpoint_every_s:
                 self.save_checkpoint()

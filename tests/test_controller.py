@@ -9,18 +9,11 @@ import torch
 
 from growth.compute import measure_cost
 from growth.config import ConfigError, GrowConfig
-from growth.controller import (
-    GrowthController,
-    entry_rate,
-    grow,
-    select_groups,
-    step_targets,
-    target_macs,
-    width_multiple,
-)
+from growth.controller import GrowthController, entry_rate, grow, select_groups, width_multiple
 from growth.dessilbi import as_dessilbi
 from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import resized_genotype
+from growth.plan import step_targets, target_macs
 from growth.run import Run
 from growth.runstore import RunStore
 from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
@@ -29,7 +22,8 @@ from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
 def test_size_target_follows_the_budget_rule_and_an_explicit_target_wins():
     cfg = GrowConfig(budget_flops=1e13, size_ref_macs=4e6, size_ref_budget=1e13, size_exponent=0.5)
     assert target_macs(cfg) == pytest.approx(4e6)
-    assert target_macs(GrowConfig(budget_flops=4e13, size_ref_macs=4e6, size_exponent=0.5)) == pytest.approx(8e6)
+    assert target_macs(GrowConfig(budget_flops=4e13, size_ref_macs=4e6, size_exponent=0.5,
+                                  size_fit_max_budget=1e14)) == pytest.approx(8e6)
     assert target_macs(GrowConfig(budget_flops=1e11, size_ref_macs=4e6, size_exponent=0.5)) == pytest.approx(4e5)
     # From 1e11 to 2e17 the target spans the range a run can afford, monotonically.
     budgets = [1e11, 1e13, 1e15, 2e17]
@@ -70,6 +64,12 @@ def _trainer(tmp_path, **overrides):
     return trainer, controller
 
 
+def _check_now(trainer, controller) -> None:
+    """Call the controller as the trainer does at its first planned check (the ledger at that point)."""
+    trainer.ledger.charge(controller.plan.events[0].at_fraction * trainer.ledger.budget_flops)
+    controller.on_eval(trainer, 0.5)
+
+
 def _events(trainer) -> list[dict]:
     return trainer.store.read_jsonl("growth.jsonl")
 
@@ -106,7 +106,7 @@ def test_scores_re_arm_each_window_and_a_group_that_stops_gaining_entries_falls_
     assert second["stage1"] == 0.0 and second["stage2"] == 0.5
     assert select_groups(second, 0.9) == ["stage2"]
     trainer.state.step = 20
-    controller.on_eval(trainer, 0.5)
+    _check_now(trainer, controller)
     assert controller.window_start == 20
 
 
@@ -116,7 +116,7 @@ def test_growth_is_refused_on_a_non_finite_state(tmp_path, one_thread):
     with torch.no_grad():
         next(trainer.model.parameters()).view(-1)[0] = float("nan")
     widths = trainer.model.genotype.compact()
-    controller.on_eval(trainer, 0.5)
+    _check_now(trainer, controller)
     events = _events(trainer)
     assert events[-1]["event"] == "refused" and controller.refused == 1
     assert trainer.model.genotype.compact() == widths
@@ -237,7 +237,7 @@ def test_nothing_grows_at_a_check_where_no_filter_has_entered(tmp_path, one_thre
     trainer, controller = _trainer(tmp_path, target_macs=4e6)
     controller.attach(trainer)                 # no step yet: every entry step is -1, every score 0
     widths = trainer.model.genotype.compact()
-    controller.on_eval(trainer, 0.5)
+    _check_now(trainer, controller)
     last = _events(trainer)[-1]
     assert last["event"] == "check" and last["selected"] == []
     assert trainer.model.genotype.compact() == widths
@@ -267,3 +267,17 @@ def test_the_calibration_of_a_long_horizon_takes_under_a_second():
     discounted = discounted_lr_sum(_Trainer(), 0.1)     # ~10M steps in the first interval
     assert time.perf_counter() - start < 5.0            # generous on a loaded CI machine; ~0.5 s alone
     assert discounted / _Trainer.config.nu == pytest.approx(1.0, abs=1e-6)   # saturated (docs/algorithms.md)
+
+
+@pytest.mark.slow
+def test_checks_come_when_the_plan_says_after_a_few_epochs_of_the_network(tmp_path, one_thread):
+    trainer, controller = _trainer(tmp_path, target_macs=1.2e6, check_epochs=1.0)   # an epoch < 10% here
+    trainer.fit()
+    events = _events(trainer)
+    plan = events[0]
+    checks = [e for e in events if e["event"] == "check"]
+    assert plan["event"] == "plan" and plan["step_fractions"][0] < 0.1            # the epoch rule binds
+    assert len(checks) == len(plan["step_fractions"])
+    step_share = trainer.ledger.fraction_spent / trainer.state.step                 # one step of the seed, about
+    for check, planned in zip(checks, plan["step_fractions"]):
+        assert planned - 1e-9 <= check["fraction"] <= planned + 2.5 * step_share
