@@ -4,6 +4,8 @@
     grow train --seed resnet20 --budget 1e14 --data DIR       train a fixed architecture
     grow --resume DIR [--override lr=0.05]                    continue a run where it stopped (changing
                                                               only its lr schedule, batch size, ...)
+    grow plan --seed resnet20-thin --budget 2e17 --data cifar10
+                                                              what that run would do, and its ETA; writes nothing
     grow seeds                                                list seeds with params and MACs
     grow graph --seed resnet20-thin                           print the coupled channel groups
     grow search --seed resnet8-thin --budget-per-trial 3e10 --trials 20 --data sample --out runs/s
@@ -39,7 +41,7 @@ and :func:`positive_int` as argument types.
 Example:
     >>> grow, subs = build_parser()
     >>> list(subs)[:3]
-    ['train', 'seeds', 'graph']
+    ['train', 'plan', 'seeds']
     >>> subs["train"].parse_args(["--budget", "1e9"]).budget_flops
     1000000000.0
 """
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
     from .runstore import RunStore
 
 ENTRY_POINT_GROUP = "growth.commands"
-BUILTIN_COMMANDS = ("train", "seeds", "graph", "search")
+BUILTIN_COMMANDS = ("train", "plan", "seeds", "graph", "search")
 EXIT_USAGE = 2
 
 
@@ -233,6 +235,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
                                    "until the training-FLOP budget is spent.")
     add_config_options(train, TrainConfig, TrainConfig(seed="resnet20"), exclude=("kappa", "nu", "lam"))
     _add_run_args(train)
+    plan = subs["plan"] = Parser(prog="grow plan", description="Show what `grow` with these options would do: the "
+                                 "size target and how it was derived, every growth event, the final network's "
+                                 "epochs, and an ETA from a few timed steps on the device. Writes nothing.")
+    add_config_options(plan, GrowConfig, GrowConfig(budget_flops=1.0))
     subs["seeds"] = Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
     subs["seeds"].add_argument("--input-size", type=positive_int, default=32)
     graph = subs["graph"] = Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
@@ -295,7 +301,8 @@ class Subcommands(Mapping[str, argparse.ArgumentParser]):
 
     def handler(self, name: str) -> Callable[[argparse.Namespace], int]:
         """What runs subcommand ``name``."""
-        builtin = {"train": cmd_train, "seeds": cmd_seeds, "graph": cmd_graph, "search": cmd_search}
+        builtin = {"train": cmd_train, "plan": cmd_plan, "seeds": cmd_seeds, "graph": cmd_graph,
+                   "search": cmd_search}
         return builtin[name] if name in builtin else self.command(name).run
 
 
@@ -460,6 +467,61 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / study_name)
     storage = open_storage(args.storage, out, create=True, heartbeat=args.heartbeat)
     return search(storage, study_name, base, out, args.trials, args.budget, args.max_macs, args.seed_value)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``grow plan``: the growth plan of a run with these options, and its ETA on the device; writes nothing."""
+    if args.budget_flops is None:
+        raise UsageError("--budget is required (e.g. --budget 2e17)")
+    config = _config(args, GrowConfig)
+    config.validate()
+    import search_spaces
+
+    from .allocation import allocate
+    from .compute import measure_cost, measure_train_rate
+    from .data import load_dataset
+    from .display import format_duration
+    from .graph import groups_of_genotype
+    from .plan import plan_growth
+
+    data = load_dataset(config.data, val_size=config.val_size, subset=config.subset)
+    shape = (data.in_chans, *data.train_x.shape[2:])
+    seed = (search_spaces.genotype_from_dict(config.genotype) if config.genotype is not None else
+            search_spaces.get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans))
+    seed_macs = float(measure_cost(seed, shape).macs)
+    plan = plan_growth(config, seed_macs, len(data.train_y))
+    budget = config.budget_flops
+    rows = [("seed", f"{config.seed}  {seed.compact()}  {seed_macs / 1e6:.3g}M MACs"),
+            ("data", f"{data.name}: {len(data.train_y):,} training images of {shape}"),
+            ("size rule", plan.size_rule),
+            ("target", f"{plan.target_macs / 1e6:.4g}M MACs ({plan.target_macs / seed_macs:.3g}x the seed)"
+             + ("" if plan.grows else f": below {config.min_growth}x the seed, so the run does not grow"))]
+    if plan.grows:
+        names = {g.name: 1.0 for g in groups_of_genotype(seed)}
+        cap = 1.5 * math.sqrt(plan.target_macs / seed_macs) + 1
+        added = allocate(seed, names, [], plan.target_macs, cap, shape)
+        implied = seed
+        for group in groups_of_genotype(seed):
+            if group.name in added:
+                from .operators import resized_genotype
+
+                current = next(g for g in groups_of_genotype(implied) if g.name == group.name)
+                implied = resized_genotype(implied, current, list(range(current.width)), added[group.name])
+        implied_macs = float(measure_cost(implied, shape).macs)
+        reach = "" if implied_macs >= 0.9 * plan.target_macs else (
+            f"; OUT OF REACH: widening gets only {implied_macs / 1e6:.4g}M on these {shape[1]}x{shape[2]} images")
+        rows.append(("widened alike", f"{implied.compact()} ({implied_macs / 1e6:.4g}M MACs; Γ decides the real "
+                                      f"shape){reach}"))
+        for e in plan.events:
+            rows.append((f"event {e.index}", f"at {e.at_fraction:.4%} of the budget ({e.at_fraction * budget:.3g} "
+                                             f"FLOPs), after {e.epochs_before:.3g} epochs: to {e.goal_macs / 1e6:.4g}M "
+                                             "MACs"))
+    rows.append(("final network", f"{plan.final_epochs:.4g} epochs on {plan.final_share:.1%} of the budget"))
+    rate = measure_train_rate(seed, shape, min(config.batch_size, len(data.train_y)), config.device)
+    rows.append(("eta", f"{format_duration(budget / rate)} at the seed's measured {rate:.3g} FLOP/s on "
+                        f"{config.device} (fp32, eager; larger networks usually run faster)"))
+    _print_table(["plan", ""], rows)
+    return 0
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:

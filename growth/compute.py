@@ -135,3 +135,40 @@ class Ledger:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Ledger:
         return cls(**state)
+
+
+def measure_train_rate(genotype: Genotype, input_shape: tuple[int, int, int], batch_size: int, device: str = "cpu",
+                       steps: int = 5) -> float:
+    """Training FLOPs per second of ``genotype`` on ``device``: a few SGD steps on random images, after two
+    untimed ones; one device sync at the end (the probe behind ``grow plan``'s ETA)."""
+    import time
+
+    import torch
+
+    from search_spaces import build_model
+
+    from .device import resolve_device
+
+    target = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(genotype).to(target).train()
+        images = torch.randn(batch_size, *input_shape, device=target)
+        labels = torch.randint(0, genotype.num_classes, (batch_size,), device=target)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    elapsed = time.perf_counter() - start
+    return steps * batch_size * measure_cost(genotype, input_shape).train_flops_per_sample / max(elapsed, 1e-9)

@@ -26,10 +26,21 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
+def format_duration(seconds: float) -> str:
+    """``HH:MM:SS``, with days in front when there are any (a run of a year says so).
+
+    >>> format_duration(59), format_duration(3 * 86400 + 3661), format_duration(400 * 86400)
+    ('00:00:59', '3d 01:01:01', '400d 00:00:00')
+    """
+    seconds = max(0, int(min(seconds, 1e12)))  # 31,000 years: beyond that the figure says nothing more
+    days, rest = divmod(seconds, 86400)
+    clock = time.strftime("%H:%M:%S", time.gmtime(rest))
+    return f"{days}d {clock}" if days else clock
+
+
 def _eta(trainer: Trainer) -> str:
     flops_per_s = trainer.cost.train_flops_per_sample * max(trainer.images_per_s, 1e-9)
-    seconds = trainer.ledger.remaining_flops / flops_per_s
-    return time.strftime("%H:%M:%S", time.gmtime(min(seconds, 359999)))
+    return format_duration(trainer.ledger.remaining_flops / flops_per_s)
 
 
 def _compiling(trainer: Trainer) -> str:

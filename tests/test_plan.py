@@ -52,3 +52,23 @@ def test_the_headline_budget_grows_in_more_events_after_a_few_epochs_each():
     assert len(plan.events) > 4
     assert all(e.epochs_before == pytest.approx(5.0) for e in plan.events)
     assert plan.final_share > 0.95 and 100 < plan.final_epochs < 250
+
+
+def test_grow_plan_prints_the_events_and_an_eta_in_days_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from growth.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--seed", "resnet8-thin", "--budget", "1e16", "--data", "sample", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "above the measured range" in out and "event 1" in out and "final network" in out
+    assert "d " in out.split("eta")[1].split("\n")[0]          # a run of days says so
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grow_plan_says_when_the_seed_suffices(tmp_path, monkeypatch, capsys):
+    from growth.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--budget", "1e12", "--data", "sample", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "does not grow" in out and "event 1" not in out
