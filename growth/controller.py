@@ -61,7 +61,7 @@ from .config import GrowConfig
 from .dessilbi import as_dessilbi
 from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, stage_depth, widen
-from .plan import GrowthPlan, plan_growth
+from .plan import GrowthPlan, describe_plan, plan_growth
 from .run import Run
 from .trainer import Controller, Display, Trainer
 
@@ -166,6 +166,7 @@ class GrowthController(Controller):
             size_rule=plan.size_rule, step_macs=[e.goal_macs for e in plan.events],
             step_fractions=[round(e.at_fraction, 6) for e in plan.events],
             seed_epochs=round(plan.seed_epochs, 3), final_epochs=round(plan.final_epochs, 3))
+        trainer.note(describe_plan(plan))
 
     def next_eval_frac(self, trainer: Trainer, scheduled: float) -> float:
         """The regular evaluation, or the next planned growth check if it comes first."""

@@ -50,11 +50,27 @@ def _compiling(trainer: Trainer) -> str:
 class PlainDisplay:
     """One line per evaluation, for logs and pipes."""
 
+    #: Off a terminal a long run still says it is alive: a progress line at least this often (seconds).
+    every_s = 60.0
+
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
+        self._last = time.monotonic()
 
     def on_step(self, trainer: Trainer, loss: float, acc: float) -> None:
         self.loss, self.acc = loss, acc
+        if time.monotonic() - self._last >= self.every_s:
+            ledger = trainer.ledger
+            self._print(f"step {trainer.state.step:>6}  flops {_si(ledger.spent_flops)}/{_si(ledger.budget_flops)} "
+                        f"({100 * ledger.fraction_spent:5.1f}%)  loss {loss:.3f}  macs {_si(trainer.cost.macs)}  "
+                        f"{trainer.images_per_s:.0f} img/s  eta {_eta(trainer)}")
+
+    def on_note(self, trainer: Trainer, text: str) -> None:
+        self._print(text)
+
+    def _print(self, line: str) -> None:
+        self._last = time.monotonic()
+        print(line, file=self.stream, flush=True)
 
     def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         ledger = trainer.ledger
@@ -66,10 +82,10 @@ class PlainDisplay:
         if rows:
             line += "  widths " + " ".join(f"{r['group']}={r['width']}({r['ratio']:.2f})" for r in rows
                                            if r["kind"] == "stage")
-        print(line, file=self.stream, flush=True)
+        self._print(line)
 
     def on_compile(self, trainer: Trainer) -> None:
-        print(_compiling(trainer), file=self.stream, flush=True)
+        self._print(_compiling(trainer))
 
     def close(self) -> None:
         pass
@@ -99,6 +115,9 @@ class RichDisplay:
     def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.val_acc = record["val_acc"]
         self.live.update(self._render(trainer))
+
+    def on_note(self, trainer: Trainer, text: str) -> None:
+        self.console.print(text)  # above the live panel, and it stays there
 
     def on_compile(self, trainer: Trainer) -> None:
         from rich.console import Group

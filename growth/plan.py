@@ -142,3 +142,19 @@ def plan_growth(config: GrowConfig, seed_macs: float, train_size: int) -> Growth
         events.append(GrowthEvent(k, at, goal, epochs(share, macs)))
         macs = goal
     return GrowthPlan(seed_macs, target, size_rule(config), True, tuple(events), epochs(1 - at, target), 1 - at)
+
+
+def describe_plan(plan: GrowthPlan) -> str:
+    """The plan in one line, as a run shows it before its first step.
+
+    >>> print(describe_plan(plan_growth(GrowConfig(budget_flops=3e13), seed_macs=2.62e6, train_size=45_000)))
+    plan: grow 2.62M -> 4.8M MACs (the fixed-width fit, measured at 3e+12..3e+13) in 4 events, the first after \
+4.24 epochs of the seed, the last at 40% of the budget; the final network then trains 13.9 epochs
+    """
+    if not plan.grows:
+        return (f"plan: no growth, the seed ({plan.seed_macs / 1e6:.3g}M MACs) suffices for the target "
+                f"{plan.target_macs / 1e6:.3g}M ({plan.size_rule}); it trains {plan.final_epochs:.3g} epochs")
+    return (f"plan: grow {plan.seed_macs / 1e6:.3g}M -> {plan.target_macs / 1e6:.3g}M MACs ({plan.size_rule}) in "
+            f"{len(plan.events)} events, the first after {plan.seed_epochs:.3g} epochs of the seed, the last at "
+            f"{100 * plan.events[-1].at_fraction:.3g}% of the budget; the final network then trains "
+            f"{plan.final_epochs:.3g} epochs")

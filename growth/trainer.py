@@ -124,6 +124,9 @@ class Display(Protocol):
     def on_compile(self, trainer: Trainer) -> None:
         """Before a step that compiles the architecture (tens of seconds on a CPU, once per architecture)."""
 
+    def on_note(self, trainer: Trainer, text: str) -> None:
+        """A line for the user (a growth plan before the first step)."""
+
     def close(self) -> None:
         """At the end of the run (also when it fails)."""
 
@@ -455,6 +458,11 @@ class Trainer:
     def output_change(self, probe: torch.Tensor, before: torch.Tensor) -> float:
         """Relative change of the eval-mode logits on ``probe`` since ``before`` (0: an exact edit)."""
         return float((self.eval_logits(probe) - before).norm() / before.norm().clamp_min(1e-12))
+
+    def note(self, text: str) -> None:
+        """Tell the user ``text`` through the display (a line in logs, above the live panel on a terminal)."""
+        if self.display is not None:
+            self.display.on_note(self, text)
 
     def log_event(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record to ``growth.jsonl``: the event, where the run stands, and ``fields``."""
