@@ -396,10 +396,19 @@ def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) 
     """Run ``fit(display)`` with the progress display, then print the summary (under torchrun: rank 0 only)."""
     from . import distributed
     from .display import make_display
+    from .runstore import CHECKPOINT
+    from .trainer import RunInterrupted
 
     display = make_display(args.quiet or not distributed.is_main())
     try:
         summary = fit(display)
+    except RunInterrupted:
+        raise  # stopped in the loop: it checkpointed and says where
+    except KeyboardInterrupt:  # stopped while starting (data, calibration, the first compilation)
+        if (store.path / CHECKPOINT).exists():
+            raise RunInterrupted(f"stopped; continue with --resume {store.path}") from None
+        raise RunInterrupted(f"stopped before the first checkpoint: nothing to resume, start the run again "
+                             f"({store.path} holds only its settings)") from None
     finally:
         if display is not None:
             display.close()
@@ -585,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grow: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as err:  # a run that stopped on a signal says where it checkpointed
-        print(f"grow: interrupted: {err or 'continue a run with --resume RUN_DIR'}", file=sys.stderr)
+        print(f"grow: interrupted: {str(err) or 'stopped before the run directory was written'}", file=sys.stderr)
         return 130
 
 

@@ -67,16 +67,40 @@ def default_run_dir(seed: str) -> Path:
     return Path("runs") / f"{stamp}-{seed.replace(':', '-').replace('/', '-')}"
 
 
+#: A new run whose ETA on its device (at the seed's measured rate) exceeds this is refused.
+MAX_ETA_S = 365 * 86400
+#: Below this budget no device trains for a year: the throughput probe is skipped.
+PROBE_ETA_FROM_FLOPS = 3e15
+
+
 def _check_inputs(config: TrainConfig, data: Dataset) -> None:
-    """Raise ConfigError / UnknownSeedError for a seed or genotype that does not fit ``data``."""
+    """Raise ConfigError / UnknownSeedError for a seed or genotype that does not fit ``data``, a data set or
+    budget too small for one step, or a budget this device would take more than a year to spend."""
     from search_spaces import genotype_from_dict, get_genotype
 
-    get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
+    from .compute import measure_cost, measure_train_rate
+    from .display import format_duration
+
+    genotype = get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
     if config.genotype is not None:
         genotype = genotype_from_dict(config.genotype)
         if (genotype.in_chans, genotype.num_classes) != (data.in_chans, data.num_classes):
             raise ConfigError(f"the genotype takes {genotype.in_chans}-channel images and {genotype.num_classes} "
                               f"classes; {config.data} has {data.in_chans} and {data.num_classes}")
+    if len(data.train_y) < 2:
+        raise ConfigError(f"{len(data.train_y)} training image: a step needs 2 (BatchNorm); use a larger --subset")
+    shape = (data.in_chans, *data.train_x.shape[2:])
+    step_flops = 2 * measure_cost(genotype, shape).train_flops_per_sample
+    if config.budget_flops < step_flops:
+        raise ConfigError(f"--budget {config.budget_flops:g} buys no training step: the smallest (2 images) of "
+                          f"{config.seed} costs {step_flops:.3g} FLOPs")
+    if config.budget_flops >= PROBE_ETA_FROM_FLOPS:
+        rate = measure_train_rate(genotype, shape, min(config.batch_size, len(data.train_y)), config.device)
+        seconds = config.budget_flops / rate
+        if seconds > MAX_ETA_S:
+            raise ConfigError(f"--budget {config.budget_flops:g} would take {format_duration(seconds)} on "
+                              f"{config.device} (the seed trains at {rate:.3g} FLOP/s here): more than a year; "
+                              "see `grow plan`, and run it on a GPU")
 
 
 def _check_settings(config: TrainConfig) -> None:

@@ -84,6 +84,14 @@ def test_bad_budget_for_growth(ws: Path) -> None:
     run_failing(ws, "--budget", "-1", needles=("budget",))
 
 
+@pytest.mark.parametrize("args, needle", [(["--budget", "1"], "buys no training step"),
+                                         (["--budget", "1e9", "--subset", "1"], "a step needs 2"),
+                                         (["--budget", "1e30"], "more than a year")])
+def test_a_run_that_could_not_train_or_would_take_a_year_is_refused_before_it_starts(ws: Path, args: list[str],
+                                                                                     needle: str) -> None:
+    run_failing(ws, "--seed", "resnet8-thin", "--data", "sample", *args, needles=(needle,))
+
+
 @pytest.mark.parametrize("command", [["train"], []])
 def test_missing_budget(ws: Path, command: list[str]) -> None:
     run_failing(ws, *command, "--seed", "resnet8-thin", needles=("--budget",))
@@ -370,3 +378,23 @@ def test_grow_from_a_saved_genotype(ws: Path) -> None:
     assert json.loads((ws / "run" / "summary.json").read_text())["widths"] == [[2, 2], [4, 4], [8, 8]]
     assert json.loads((ws / "run" / "config.json").read_text())["config"]["genotype"] is not None
     run_failing(ws, "--genotype", str(ws / "missing.json"), "--budget", "1e9", needles=("--genotype",))
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_ctrl_c_while_a_run_starts_ends_with_what_to_do_next(tmp_path: Path, checkpointed: bool) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    from growth.cli import _run
+    from growth.trainer import RunInterrupted
+
+    if checkpointed:
+        (tmp_path / "checkpoint.pt").write_bytes(b"")
+
+    def interrupted(display: object) -> dict:
+        raise KeyboardInterrupt  # as Ctrl-C during data loading, calibration or the first compilation
+
+    with pytest.raises(RunInterrupted) as stopped:
+        _run(argparse.Namespace(quiet=True), SimpleNamespace(path=tmp_path), interrupted)  # type: ignore[arg-type]
+    message = str(stopped.value)
+    assert (f"--resume {tmp_path}" in message) if checkpointed else ("nothing to resume" in message)
