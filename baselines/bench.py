@@ -212,9 +212,12 @@ def _twin_entry(record: dict, spec: MethodSpec, seed: int, twin: str, log: Calla
     return {**record["cells"][twin], "method": str(spec), "seed": seed, "same_as": twin}
 
 
-def _needs_grown(spec: MethodSpec, target_macs: float | None) -> bool:
+def _needs_grown(spec: MethodSpec, target_macs: float | None, target_growth: float | None = None) -> bool:
     """Whether a cell takes its size target or genotype from the grow cell of its seed."""
-    return spec.name == "scratch" or (spec.name in SIZE_TARGETED and not target_macs)
+    if spec.name == "scratch":
+        return True
+    sized_alone = target_macs or (target_growth and spec.name == "uniform" and spec.arg)  # see _size_target
+    return spec.name in SIZE_TARGETED and not sized_alone
 
 
 def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig, data: Any,
@@ -283,8 +286,8 @@ def run_parallel(cells: list[tuple[MethodSpec, int]], grow_spec: MethodSpec, bas
             spec, seed = pending[0]
             key = f"{spec}/seed{seed}"
             grow_key = f"{grow_spec}/seed{seed}"
-            sized = target_macs or record["settings"].get("target_growth")
-            if _needs_grown(spec, sized) and grow_key in keys and grow_key not in done:
+            if (_needs_grown(spec, target_macs, record["settings"].get("target_growth")) and grow_key in keys
+                    and grow_key not in done):
                 break  # its size target or genotype is not there yet
             pending.popleft()
             try:

@@ -42,10 +42,10 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--subset", type=positive_int)
     bench.add_argument("--val-size", type=positive_int)
     bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
-    bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
-                       "(default: the grown network's MACs)")
-    bench.add_argument("--target-growth", type=budget_arg, metavar="X", help="size target of grow, grow-uniform and "
-                       "uniform:<seed> cells: X times their own seed's MACs (seeds of different sizes in one bench)")
+    bench.add_argument("--target-macs", type=budget_arg, help="size target of the growth, uniform and pruning "
+                       "methods (default: growth from its size rule, the others the grown network's MACs)")
+    bench.add_argument("--target-growth", type=_growth_factor, metavar="X", help="size target of grow, grow-uniform "
+                       "and uniform:<seed> cells: X times their own seed's MACs (seeds of several sizes in one bench)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--jobs", type=positive_int, metavar="N", help="cells run at once, each in a process of "
                        "its own: on CPU one thread on a core of its own; with --devices one per device (default 1, "
@@ -53,6 +53,19 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--devices", metavar="LIST", help="CUDA devices for parallel cells, one cell on each at a "
                        "time, e.g. cuda:0,cuda:1")
     bench.add_argument("--quiet", action="store_true")
+
+
+def _growth_factor(text: str) -> float:
+    """``--target-growth``: a finite number above 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a multiple of the seed's MACs above 0 (e.g. 2), got {text!r}")
+    return value
 
 
 def add_report_arguments(report: argparse.ArgumentParser) -> None:

@@ -4,8 +4,8 @@
 #   2. the engine's training step against a bare PyTorch loop on the same device (benchmarks/train_speed.py:
 #      compiled, fp32 and bf16; target engine/bare within 10%),
 #   3. a growth run at 1e15 FLOPs on CIFAR-10 (the plan's 5 events at 5 epochs each, then the final network),
-# writing their figures under runs/recorded/gpu/ (train_speed.txt, grow-1e15/, gpu_check.txt with the command,
-# the device and the times).
+# writing their figures under runs/recorded/gpu/ (train_speed.txt, the growth run's directory grow/ and its
+# printed summary grow.txt, gpu_check.txt with the command, the device and the times).
 #
 #   benchmarks/gpu_check.sh                       # on a GPU machine, from the repository root
 #   benchmarks/gpu_check.sh --smoke DIR           # the same three parts on the CPU at toy sizes, into DIR

@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from search_spaces import family_of
+from search_spaces.errors import FamilyError
+
 from .compute import measure_cost
 from .graph import groups_of_genotype
 from .operators import resized_genotype
@@ -79,11 +82,16 @@ def with_widths(genotype: Genotype, widths: dict[str, int]) -> Genotype:
 def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], goal_macs: float, cap: float,
              input_shape: tuple[int, int, int], multiple: int = 1) -> dict[str, int]:
     """Channels to add per group (see the module docstring); ``chosen`` maps the chosen groups to their score."""
-    start: dict[str, int] = {g.name: g.width for g in groups_of_genotype(genotype)}
+    groups = groups_of_genotype(genotype)
+    start: dict[str, int] = {g.name: g.width for g in groups}
     widths = dict(start)
+    family, keys = family_of(genotype), {g.name: g.key for g in groups}
 
     def macs(candidate: dict[str, int]) -> float:
-        return float(measure_cost(with_widths(genotype, candidate), input_shape).macs)
+        try:  # the family's analytic count: exact, and no model is built (a 2e17 network has millions of weights)
+            return family.forward_flops(genotype, input_shape, {keys[n]: w for n, w in candidate.items()}) / 2
+        except FamilyError:  # a family without one
+            return float(measure_cost(with_widths(genotype, candidate), input_shape).macs)
 
     def ceiling(name: str) -> int:  # the per-step cap, but always room for one unit
         return max(floor_width(start[name], start[name] * cap, multiple), next_width(start[name], multiple))

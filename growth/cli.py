@@ -494,6 +494,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import plan_growth
 
     data = load_dataset(config.data, val_size=config.val_size, subset=config.subset)
+    if len(data.train_y) < 2:
+        raise UsageError(f"{len(data.train_y)} training image: a step needs 2 (BatchNorm); use a larger --subset")
     shape = (data.in_chans, *data.train_x.shape[2:])
     seed = (search_spaces.genotype_from_dict(config.genotype) if config.genotype is not None else
             search_spaces.get_genotype(config.seed, num_classes=data.num_classes, in_chans=data.in_chans))

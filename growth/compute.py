@@ -161,14 +161,18 @@ def measure_train_rate(genotype: Genotype, input_shape: tuple[int, int, int], ba
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
 
+    def wait() -> None:  # the device has done what was queued
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        elif target.type == "mps":
+            torch.mps.synchronize()
+
     for _ in range(2):
         step()
-    if target.type == "cuda":
-        torch.cuda.synchronize(target)
+    wait()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if target.type == "cuda":
-        torch.cuda.synchronize(target)
+    wait()
     elapsed = time.perf_counter() - start
     return steps * batch_size * measure_cost(genotype, input_shape).train_flops_per_sample / max(elapsed, 1e-9)

@@ -255,5 +255,8 @@ class GrowConfig(TrainConfig):
         super().validate()
         if self.optimizer != "dessilbi":
             raise ConfigError("growth reads DessiLBI's Γ: --optimizer must be dessilbi")
+        if self.size_anchor_budget <= self.size_fit_max_budget:
+            raise ConfigError(f"--size-anchor-budget ({self.size_anchor_budget:g}) must be above "
+                              f"--size-fit-max-budget ({self.size_fit_max_budget:g}): the anchor extends the fit")
         if self.seed.startswith("timm:"):
             raise ConfigError("timm backbones are fixed references: grow a registered seed (see `grow seeds`)")

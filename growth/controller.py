@@ -63,6 +63,7 @@ from .graph import ChannelGroup, channel_groups, groups_of_genotype
 from .operators import deepen, deepened_genotype, stage_depth, widen
 from .plan import GrowthPlan, describe_plan, plan_growth
 from .run import Run
+from .runstore import RunError
 from .trainer import Controller, Display, Trainer
 
 if TYPE_CHECKING:
@@ -121,7 +122,8 @@ class GrowthController(Controller):
         self.steps_done = 0
         self.events = 0
         self.refused = 0
-        self.reached_macs = 0.0                     # MACs after the last growth check (the seed's at first)
+        self.reached_macs: float | None = None      # MACs after the last growth check (the seed's at first)
+        self.stopped_late = False                   # a check came too late: no growth from there on
         self.plan: GrowthPlan | None = None         # fixed at attach from the seed's MACs (growth.plan)
         self.multiple = 1                           # grown widths' rounding (width_multiple), set at attach
         self._rows: list[dict[str, Any]] = []
@@ -131,22 +133,33 @@ class GrowthController(Controller):
     def state_dict(self) -> dict[str, Any]:
         return {"lam": self.lam, "seed_macs": self.seed_macs, "target": self.target,
                 "window_start": self.window_start, "steps_done": self.steps_done, "events": self.events,
-                "refused": self.refused, "reached_macs": self.reached_macs}
+                "refused": self.refused, "reached_macs": self.reached_macs, "stopped_late": self.stopped_late,
+                "multiple": self.multiple}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "window_start" not in state:
+            raise RunError("the checkpoint was written by an older growth rule (scores since a group last grew, "
+                           "not over the last check interval): finish it with that version, or start the run again")
         self.lam, self.seed_macs, self.target = state["lam"], state["seed_macs"], state["target"]
         self.window_start = int(state["window_start"])
         self.steps_done, self.events, self.refused = state["steps_done"], state["events"], state["refused"]
-        self.reached_macs = float(state.get("reached_macs", self.seed_macs))  # checkpoints from before it existed
+        # Absent from checkpoints written before they existed: attach reads the MACs and the unit again.
+        self.reached_macs = state.get("reached_macs")
+        self.stopped_late = bool(state.get("stopped_late", False))
+        self.multiple = int(state.get("multiple", 0))
 
     # -- set-up ---------------------------------------------------------------------------------------
 
     def attach(self, trainer: Trainer) -> None:
         """Before the first step: the size target and λ per layer (a resumed run has both)."""
-        self.multiple = width_multiple(self.config, trainer.device.type, trainer.amp)
         if self.lam is not None:  # resumed: the plan follows from the seed's MACs, as it did at the start
             self.plan = plan_growth(self.config, self.seed_macs, len(trainer.data.train_y))
+            if self.reached_macs is None:
+                self.reached_macs = float(trainer.cost.macs)
+            # the unit fixed at the start (a resume may change the precision, not the unit of a growing run)
+            self.multiple = self.multiple or width_multiple(self.config, trainer.device.type, trainer.amp)
             return
+        self.multiple = width_multiple(self.config, trainer.device.type, trainer.amp)
         cfg = self.config
         self.seed_macs = self.reached_macs = float(trainer.cost.macs)
         self.plan = plan = plan_growth(cfg, self.seed_macs, len(trainer.data.train_y))
@@ -194,7 +207,7 @@ class GrowthController(Controller):
                       for g in groups]
         self.window_start = trainer.state.step  # the next check's scores count entries from here
         events = self.plan.events if self.plan is not None else ()
-        if self.steps_done >= len(events) or self.target <= self.seed_macs:
+        if self.steps_done >= len(events) or self.target <= self.seed_macs or self.stopped_late:
             return
         event, spent = events[self.steps_done], trainer.ledger.fraction_spent
         if spent < event.at_fraction - 1e-12:
@@ -202,7 +215,7 @@ class GrowthController(Controller):
         share = event.at_fraction - (events[self.steps_done - 1].at_fraction if self.steps_done else 0.0)
         if spent > event.at_fraction + share / 2:
             # A budget of a few steps reaches its checks late: a network grown now would not be trained.
-            self.steps_done = len(events)
+            self.stopped_late = True
             trainer.log_event("too_late", reason=f"check planned at {event.at_fraction:.1%} of the budget came at "
                               f"{spent:.1%}: no growth from here on")
             return
@@ -214,9 +227,13 @@ class GrowthController(Controller):
         chosen: list[str] = []
         plan: list[Action] = []
         if finite:
-            chosen = [g.name for g in groups] if cfg.allocation == "uniform" else select_groups(scores, cfg.select_frac)
+            if cfg.allocation == "uniform":  # every group, equal scores: Γ orders nothing in the allocation either
+                chosen, ranked = [g.name for g in groups], {g.name: 1.0 for g in groups}
+            else:
+                chosen = select_groups(scores, cfg.select_frac)
+                ranked = {name: scores[name] for name in chosen}
             # Γ has not moved anywhere (no score above 0): nothing grows now; later steps catch up.
-            plan = self._plan(trainer, {name: scores[name] for name in chosen}, goal) if chosen else []
+            plan = self._plan(trainer, ranked, goal) if chosen else []
         if distributed.active():  # under torchrun every rank applies rank 0's decision; the log says whether
             decisions = distributed.gather((finite, chosen, plan, scores))  # all ranks had the same Γ and plan
             finite, chosen, plan, _ = decisions[0]
@@ -305,19 +322,23 @@ class GrowthController(Controller):
 
     def shortfall(self) -> float:
         """How far short of its target growth ended, as a share of the target (0 when reached or not growing)."""
-        return max(0.0, 1 - self.reached_macs / self.target) if self.target > self.seed_macs else 0.0
+        if self.target <= self.seed_macs or self.reached_macs is None:
+            return 0.0
+        return max(0.0, 1 - self.reached_macs / self.target)
 
     def summary(self) -> dict[str, Any]:
         cfg = self.config
         notes = []
         if self.shortfall() > SHORTFALL_NOTED:
-            notes.append(f"growth ended at {self.reached_macs / 1e6:.3g}M MACs, {self.shortfall():.0%} short of its "
+            reached = (self.reached_macs or 0.0) / 1e6
+            notes.append(f"growth ended at {reached:.3g}M MACs, {self.shortfall():.0%} short of its "
                          f"{self.target / 1e6:.3g}M target (Γ chose groups the steps could not afford, or the "
                          "budget reached its checks too late)")
         return {"growth_events": self.events, "growth_steps_done": self.steps_done, "notes": notes,
                 "target_shortfall": round(self.shortfall(), 4), "seed_macs": self.seed_macs,
                 "target_macs": self.target, "allocation": cfg.allocation,
-                "refused_checks": self.refused, "nu": cfg.nu, "width_multiple": self.multiple,
+                "refused_checks": self.refused, "stopped_late": self.stopped_late, "nu": cfg.nu,
+                "width_multiple": self.multiple,
                 "lam": None if self.lam is None else {k: round(v, 6) for k, v in self.lam.items()}}
 
 

@@ -117,7 +117,7 @@ class RichDisplay:
         self.live.update(self._render(trainer))
 
     def on_note(self, trainer: Trainer, text: str) -> None:
-        self.console.print(text)  # above the live panel, and it stays there
+        self.console.print(text, markup=False, highlight=False)  # above the live panel, and it stays there
 
     def on_compile(self, trainer: Trainer) -> None:
         from rich.console import Group

@@ -96,7 +96,7 @@ def _check_inputs(config: TrainConfig, data: Dataset) -> None:
                           f"{config.seed} costs {step_flops:.3g} FLOPs")
     if config.budget_flops >= PROBE_ETA_FROM_FLOPS:
         rate = measure_train_rate(genotype, shape, min(config.batch_size, len(data.train_y)), config.device)
-        seconds = config.budget_flops / rate
+        seconds, rate = distributed.from_main((config.budget_flops / rate, rate))  # one decision for all ranks
         if seconds > MAX_ETA_S:
             raise ConfigError(f"--budget {config.budget_flops:g} would take {format_duration(seconds)} on "
                               f"{config.device} (the seed trains at {rate:.3g} FLOP/s here): more than a year; "

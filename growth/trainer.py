@@ -461,8 +461,9 @@ class Trainer:
 
     def note(self, text: str) -> None:
         """Tell the user ``text`` through the display (a line in logs, above the live panel on a terminal)."""
-        if self.display is not None:
-            self.display.on_note(self, text)
+        note = getattr(self.display, "on_note", None)  # a display written before notes existed has none
+        if note is not None:
+            note(self, text)
 
     def log_event(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record to ``growth.jsonl``: the event, where the run stands, and ``fields``."""

@@ -332,3 +332,13 @@ def test_a_cell_process_stopped_by_a_signal_reports_it_without_a_traceback(tmp_p
     bench._cell_process({}, sender, parse_method("grow"), 0, parse_method("grow"), base, (1, 28, 28),
                         {"cells": {}}, tmp_path, None)
     assert receiver.recv() == ("interrupted", "stopped by SIGINT at step 3; checkpoint saved")
+
+
+def test_with_target_growth_only_uniform_of_a_named_seed_starts_before_its_grow_cell():
+    from baselines.bench import _needs_grown
+
+    assert not _needs_grown(parse_method("uniform:resnet20-flat"), None, 2.0)   # X x its own seed: no wait
+    assert _needs_grown(parse_method("uniform:resnet20-flat"), None, None)      # the grown MACs: waits
+    assert _needs_grown(parse_method("slimming"), None, 2.0)                    # takes the grown MACs anyway
+    assert not _needs_grown(parse_method("slimming"), 3e6, None)
+    assert _needs_grown(parse_method("scratch"), 3e6, 2.0)                      # trains the grown genotype

@@ -15,7 +15,7 @@ from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import resized_genotype
 from growth.plan import step_targets, target_macs
 from growth.run import Run
-from growth.runstore import RunStore
+from growth.runstore import RunError, RunStore
 from search_spaces import ResNetGenotype, genotype_to_dict, get_genotype
 
 
@@ -281,3 +281,32 @@ def test_checks_come_when_the_plan_says_after_a_few_epochs_of_the_network(tmp_pa
     step_share = trainer.ledger.fraction_spent / trainer.state.step                 # one step of the seed, about
     for check, planned in zip(checks, plan["step_fractions"]):
         assert planned - 1e-9 <= check["fraction"] <= planned + 2.5 * step_share
+
+
+def test_the_uniform_control_allocates_the_same_whatever_gamma_says(tmp_path, one_thread):
+    grown = []
+    for case, entered in enumerate(("stage1", "stage3")):     # Γ points at opposite ends of the network
+        trainer, controller = _trainer(tmp_path / str(case), allocation="uniform", target_macs=1.6e6)
+        controller.attach(trainer)
+        opt = as_dessilbi(trainer.optimizer)
+        group = next(g for g in channel_groups(trainer.model) if g.name == entered)
+        for producer in group.producers:
+            weight = trainer.model.get_submodule(producer).weight
+            opt.state[weight]["entry_step"] = torch.zeros(weight.shape[0], dtype=torch.int64)
+        _check_now(trainer, controller)
+        grown.append(trainer.model.genotype.compact())
+    assert grown[0] == grown[1] != get_genotype("resnet8-thin").compact()
+
+
+def test_a_checkpoint_without_the_reached_size_resumes_without_a_false_shortfall(tmp_path, one_thread):
+    trainer, controller = _trainer(tmp_path, target_macs=4e6)
+    controller.attach(trainer)
+    state = controller.state_dict()
+    del state["reached_macs"], state["multiple"]           # as written by the first version of this rule
+    resumed = GrowthController(controller.config)
+    resumed.load_state_dict(state)
+    resumed.attach(trainer)
+    assert resumed.reached_macs == trainer.cost.macs and resumed.multiple == 1
+    old = {k: v for k, v in state.items() if k != "window_start"}   # the rule before scores were windowed
+    with pytest.raises(RunError, match="older growth rule"):
+        GrowthController(controller.config).load_state_dict(old)
