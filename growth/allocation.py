@@ -79,6 +79,21 @@ def with_widths(genotype: Genotype, widths: dict[str, int]) -> Genotype:
     return genotype
 
 
+def widened_alike(genotype: Genotype, goal_macs: float, input_shape: tuple[int, int, int]) -> Genotype:
+    """``genotype`` with every group grown alike (equal scores) to at most ``goal_macs``: the architecture a
+    size target implies before Γ has said anything (``grow plan``; the start of a run says if it falls short).
+
+    >>> import search_spaces
+    >>> widened_alike(search_spaces.get_genotype("resnet8-thin"), 3.4e6, (3, 32, 32)).compact()
+    [[8, 8], [17, 17], [35, 34]]
+    """
+    seed = float(measure_cost(genotype, input_shape).macs)
+    equal = {g.name: 1.0 for g in groups_of_genotype(genotype)}
+    cap = 1.5 * (goal_macs / seed) ** 0.5 + 1  # MACs grow about as width squared: room to reach the goal
+    added = allocate(genotype, equal, [], goal_macs, cap, input_shape)
+    return with_widths(genotype, {g.name: g.width + added.get(g.name, 0) for g in groups_of_genotype(genotype)})
+
+
 def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], goal_macs: float, cap: float,
              input_shape: tuple[int, int, int], multiple: int = 1) -> dict[str, int]:
     """Channels to add per group (see the module docstring); ``chosen`` maps the chosen groups to their score."""

@@ -486,11 +486,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config.validate()
     import search_spaces
 
-    from .allocation import allocate
+    from .allocation import widened_alike
     from .compute import measure_cost, measure_train_rate
     from .data import load_dataset
     from .display import format_duration
-    from .graph import groups_of_genotype
     from .plan import plan_growth
 
     data = load_dataset(config.data, val_size=config.val_size, subset=config.subset)
@@ -508,16 +507,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             ("target", f"{plan.target_macs / 1e6:.4g}M MACs ({plan.target_macs / seed_macs:.3g}x the seed)"
              + ("" if plan.grows else f": below {config.min_growth}x the seed, so the run does not grow"))]
     if plan.grows:
-        names = {g.name: 1.0 for g in groups_of_genotype(seed)}
-        cap = 1.5 * math.sqrt(plan.target_macs / seed_macs) + 1
-        added = allocate(seed, names, [], plan.target_macs, cap, shape)
-        implied = seed
-        for group in groups_of_genotype(seed):
-            if group.name in added:
-                from .operators import resized_genotype
-
-                current = next(g for g in groups_of_genotype(implied) if g.name == group.name)
-                implied = resized_genotype(implied, current, list(range(current.width)), added[group.name])
+        implied = widened_alike(seed, plan.target_macs, shape)
         implied_macs = float(measure_cost(implied, shape).macs)
         reach = "" if implied_macs >= 0.9 * plan.target_macs else (
             f"; OUT OF REACH: widening gets only {implied_macs / 1e6:.4g}M on these {shape[1]}x{shape[2]} images")

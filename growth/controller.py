@@ -54,7 +54,7 @@ import torch
 from search_spaces import family_of, genotype_of
 
 from . import distributed
-from .allocation import allocate
+from .allocation import allocate, widened_alike
 from .calibration import calibrate_lam, penalised_convs, split_lam_groups
 from .compute import measure_cost
 from .config import GrowConfig
@@ -179,7 +179,14 @@ class GrowthController(Controller):
             size_rule=plan.size_rule, step_macs=[e.goal_macs for e in plan.events],
             step_fractions=[round(e.at_fraction, 6) for e in plan.events],
             seed_epochs=round(plan.seed_epochs, 3), final_epochs=round(plan.final_epochs, 3))
-        trainer.note(describe_plan(plan))
+        note = describe_plan(plan)
+        if plan.grows:  # a target that widening cannot reach on these images is said before training starts
+            alike = measure_cost(widened_alike(genotype_of(trainer.model), plan.target_macs, trainer.input_shape),
+                                 trainer.input_shape).macs
+            if alike < (1 - SHORTFALL_NOTED) * plan.target_macs:
+                note += (f"; OUT OF REACH: widening reaches only {alike / 1e6:.3g}M MACs on "
+                         f"{trainer.input_shape[1]}x{trainer.input_shape[2]} images")
+        trainer.note(note)
 
     def next_eval_frac(self, trainer: Trainer, scheduled: float) -> float:
         """The regular evaluation, or the next planned growth check if it comes first."""
