@@ -468,15 +468,26 @@ def grow_margins(grow_cells: list[dict], cells: list[dict]) -> list[float]:
     return [round(grow_acc[c["seed"]] - c["test_acc"], 12) for c in cells if c["seed"] in grow_acc]
 
 
+def _grow_method_of(method: str, rows: dict[str, list[dict]]) -> str:
+    """The growth row a row is compared with: ``grow:<seed>`` for the rows of that seed where the bench has
+    one (``grow-uniform:resnet20-flat`` against ``grow:resnet20-flat``), else ``grow``.
+
+    >>> _grow_method_of("grow-uniform:resnet20-flat", {"grow:resnet20-flat": []}), _grow_method_of("sss", {})
+    ('grow:resnet20-flat', 'grow')
+    """
+    arg = method.partition(":")[2]
+    return f"grow:{arg}" if arg and f"grow:{arg}" in rows else "grow"
+
+
 def summarise(record: dict) -> list[dict]:
     """One row per method: means (± std over seeds) of the cells' summaries, the frontier gap, and the
     margin of ``grow`` over the method (paired by seed value)."""
     rows: dict[str, list[dict]] = {}
     for cell in finished(record["cells"].values()):
         rows.setdefault(cell["method"], []).append(cell)
-    grow_cells = rows.get("grow", [])
     table = []
     for method in record["settings"]["methods"]:
+        grow_cells = rows.get(_grow_method_of(method, rows), [])
         cells = sorted(rows.get(method, []), key=lambda c: c["seed"])
         if not cells:
             continue
@@ -484,7 +495,7 @@ def summarise(record: dict) -> list[dict]:
         gaps = frontier_gaps(record, cells)
         gap, gap_std = _mean_std(gaps) if gaps else (None, None)
         twins = sorted({c["same_as"].rpartition("/")[0] for c in cells if c.get("same_as")})
-        margins = grow_margins(grow_cells, cells) if method != "grow" else []
+        margins = grow_margins(grow_cells, cells) if _grow_method_of(method, rows) != method else []
         margin, margin_std = _mean_std(margins) if margins else (None, None)
         table.append({
             "method": method, "seeds": len(cells), "same_as": twins, "widths": cells[0]["widths"],
@@ -521,8 +532,8 @@ def markdown(record: dict) -> str:
              "MACs are inference MACs per image (FLOPs = 2 x MACs); * marks the accuracy-vs-MACs Pareto front. "
              "Frontier gap: test accuracy minus the fixed-width frontier (width:* rows, SGD, same budget) "
              "at the row's MACs, in points, mean ± std over seeds; '-' outside the frontier's MACs range. "
-             "grow − row: grow's test accuracy minus the row's, paired by seed value, in points, mean ± std "
-             "(positive: growth wins).",
+             "grow − row: grow's test accuracy (grow:<seed>'s, for the rows of that seed) minus the row's, "
+             "paired by seed value, in points, mean ± std (positive: growth wins).",
              "", "| method | final widths | depth | params | MACs | test acc | frontier gap | grow − row "
              "| training FLOPs | wall time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -157,6 +157,19 @@ def test_every_row_shows_growths_margin_over_it_paired_by_seed_value():
     assert "| +10.00 ± 7.07 |" in markdown(record)
 
 
+def test_the_rows_of_a_grown_seed_are_compared_with_growth_from_that_seed():
+    cell = {"macs": 2e6, "params": 1e4, "train_flops": 1e12, "train_time_s": 10.0, "widths": [[4, 4], [8, 8]]}
+    accs = {("grow:resnet20-flat", 0): 0.65, ("grow-uniform:resnet20-flat", 0): 0.69, ("grow", 0): 0.9,
+            ("grow-uniform", 0): 0.8}
+    methods = sorted({m for m, _ in accs})
+    record = {"settings": {"budget_flops": 1e12, "data": "sample", "seeds": [0], "methods": methods},
+              "cells": {f"{m}/seed{s}": {**cell, "method": m, "seed": s, "test_acc": a} for (m, s), a in accs.items()}}
+    rows = {r["method"]: r for r in summarise(record)}
+    assert rows["grow-uniform:resnet20-flat"]["grow_margin"] == pytest.approx(-0.04)   # against grow:resnet20-flat
+    assert rows["grow-uniform"]["grow_margin"] == pytest.approx(0.10)                  # against grow
+    assert rows["grow:resnet20-flat"]["grow_margin"] is None
+
+
 def test_width_method_rejects_a_bad_multiplier():
     for text in ("width:resnet20-thin", "width:resnet20-thin@0", "width:resnet20-thin@x", "width:@2"):
         with pytest.raises(ValueError):
