@@ -57,8 +57,8 @@ from .registry import MethodOptions, MethodSpec, configure, parse_method
 
 # What a run has written before its first checkpoint (growth.runstore): a cell holding only these starts anew.
 RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
-# Growth runs that take --target-macs / --target-growth as their final size (else the size rule); with
-# --target-growth, ``uniform:<seed>`` too (other methods keep the grow cell's MACs).
+# Growth runs that take --target-growth as their final size (else their size rule; --target-macs sizes only the
+# uniform and pruning methods); with --target-growth, ``uniform:<seed>`` too (the others keep the grown MACs).
 GROWTH_TARGETED = ("grow", "grow-uniform")
 # Methods that take their size from the grow cell of the same seed value (unless --target-macs): equal MACs.
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs", "vt", "net2net")
@@ -180,6 +180,8 @@ def _plan(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainConfig,
     from the ``grow`` cell of its seed where the bench has one."""
     target = _size_target(spec, seed, grow_spec, record, target_macs, shape, data.num_classes)
     extra: dict[str, Any] = {"input_shape": shape, "num_classes": data.num_classes, "train_size": len(data.train_y)}
+    if spec.name in GROWTH_TARGETED and record["settings"].get("target_growth"):
+        extra["grow"] = {"target_macs": target}  # --target-growth sizes growth too (--target-macs does not)
     grown_genotype = cell_dir(out, grow_spec, seed) / "genotype.json"
     if spec.name == "scratch" and grown_genotype.exists():
         extra["grown_genotype"] = json.loads(grown_genotype.read_text())

@@ -42,8 +42,8 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--subset", type=positive_int)
     bench.add_argument("--val-size", type=positive_int)
     bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
-    bench.add_argument("--target-macs", type=budget_arg, help="size target of the growth, uniform and pruning "
-                       "methods (default: growth from its size rule, the others the grown network's MACs)")
+    bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
+                       "(default: the grown network's MACs)")
     bench.add_argument("--target-growth", type=_growth_factor, metavar="X", help="size target of grow, grow-uniform "
                        "and uniform:<seed> cells: X times their own seed's MACs (seeds of several sizes in one bench)")
     bench.add_argument("--device", default="auto")

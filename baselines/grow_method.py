@@ -27,8 +27,6 @@ _SHARED = ("data", "budget_flops", "subset", "val_size", "batch_size", "momentum
 
 def _grow_config(base: TrainConfig, seed: str | None, options: MethodOptions, **overrides: Any) -> GrowConfig:
     shared = {name: getattr(base, name) for name in _SHARED}
-    if options.target_macs is not None:  # the bench's --target-macs: every growth method grows to it
-        shared["target_macs"] = options.target_macs
     return GrowConfig(**shared, seed=seed or DEFAULT_SEED, **{**options.extra.get("grow", {}), **overrides})
 
 

@@ -355,3 +355,22 @@ def test_with_target_growth_only_uniform_of_a_named_seed_starts_before_its_grow_
     assert _needs_grown(parse_method("slimming"), None, 2.0)                    # takes the grown MACs anyway
     assert not _needs_grown(parse_method("slimming"), 3e6, None)
     assert _needs_grown(parse_method("scratch"), 3e6, 2.0)                      # trains the grown genotype
+
+
+def test_target_growth_sizes_each_growth_cell_by_its_own_seed_and_target_macs_does_not(tmp_path):
+    from types import SimpleNamespace
+
+    from baselines.bench import _plan
+    from growth.config import TrainConfig
+
+    data = SimpleNamespace(num_classes=10, train_y=range(1000))
+    shape = (3, 32, 32)
+    base = TrainConfig(data="sample", budget_flops=1e12)
+    flat = measure_cost(search_spaces.get_genotype("resnet20-flat"), shape).macs
+    for method, target_growth, target_macs, expected in (("grow:resnet20-flat", 2.0, None, 2 * flat),
+                                                         ("grow-uniform:resnet20-flat", 1.5, None, 1.5 * flat),
+                                                         ("grow:resnet20-flat", None, 3e6, None)):
+        record = {"settings": {"target_growth": target_growth}, "cells": {}}
+        config, _, _ = _plan(parse_method(method), 0, parse_method("grow"), base, data, shape, record, tmp_path,
+                             target_macs)
+        assert config.target_macs == (pytest.approx(expected) if expected else None), method
