@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import torch
 
@@ -65,9 +65,6 @@ from .plan import GrowthPlan, describe_plan, plan_growth
 from .run import Run
 from .runstore import RunError
 from .trainer import Controller, Display, Trainer
-
-if TYPE_CHECKING:
-    pass
 
 #: One action of a growth check: append a block to a stage, or widen a group by ``n`` channels.
 Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str, int]]
