@@ -59,7 +59,7 @@ from .registry import MethodOptions, MethodSpec, configure, parse_method
 RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
 # Growth runs that take --target-growth as their final size (else their size rule; --target-macs sizes only the
 # uniform and pruning methods); with --target-growth, ``uniform:<seed>`` too (the others keep the grown MACs).
-GROWTH_TARGETED = ("grow", "grow-uniform")
+GROWTH_TARGETED = ("grow", "grow-uniform", "grow-price")
 # Methods that take their size from the grow cell of the same seed value (unless --target-macs): equal MACs.
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs", "vt", "net2net")
 SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs", "target_growth")

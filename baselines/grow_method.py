@@ -2,6 +2,7 @@
 
     grow                  DessiLBI growth from resnet20-thin (or grow:<seed>)
     grow-uniform          the same schedule and sizes, every group widened alike, Γ not read
+    grow-price            the same schedule, sizes and value-per-MAC rule as grow, with equal scores (Γ not read)
     dessilbi:<seed>       DessiLBI on the fixed seed, no growth (the optimizer without growth)
     scratch               the grown genotype of the same seed value, trained from scratch with SGD
 """
@@ -44,6 +45,14 @@ def grow_uniform(base: TrainConfig, seed: str | None,
     from growth.controller import GrowthController
 
     config = _grow_config(base, seed, options, allocation="uniform")
+    return config, GrowthController(config)
+
+
+@register_method("grow-price")
+def grow_price(base: TrainConfig, seed: str | None, options: MethodOptions) -> tuple[GrowConfig, GrowthController]:
+    from growth.controller import GrowthController
+
+    config = _grow_config(base, seed, options, allocation="price")
     return config, GrowthController(config)
 
 

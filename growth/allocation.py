@@ -1,20 +1,23 @@
 """Where a growth step's MACs go: whole channels to the groups Γ chose, the others only when those are capped.
 
-A growth step has a MACs goal (growth.controller: geometric steps from the seed to the target) and a list
-of *chosen* groups (Γ's choice, best score first). :func:`allocate` spends the goal in whole channels,
-in tiers: first the chosen groups, then, only if every chosen group has reached its per-step cap, the
-others. Within a tier:
+A growth step has a MACs goal (growth.plan: geometric steps from the seed to the target) and a list of
+*chosen* groups with their scores (Γ's choice). :func:`allocate` spends the goal in whole channels, in
+tiers: first the chosen groups, then, only if every chosen group has reached its per-step cap, the
+others. A unit is one channel, or the width multiple from 16 channels on (:func:`next_width`): a
+multiple of 8 is a unit to add, never a rounding that freezes a 16-channel group.
 
-1. **One unit each.** Every group of the tier gains one unit (one channel, or the width multiple from 16
-   channels on, :func:`next_width`), best score first (equal scores: the cheapest unit first), as long as
-   the network stays within the goal. A
-   chosen 4-channel group therefore grows under a step that affords one channel of it, and a width
-   multiple of 8 is a unit to add, never a rounding that freezes a 16-channel group.
-2. **A common factor.** On top, the largest factor ``f <= cap`` such that every group of the tier at
-   ``floor(width · f)`` (to an allowed width) keeps the network within the goal: the chosen part of the
-   network scales as one, as a uniformly scaled network would.
-3. **The rest, one unit at a time**, to the group of the tier that has grown least (relative to its width
-   at the step's start; ties: best score, then network order) whose unit still fits, until none fits.
+**By value** (``rule="value"``, Γ's rule). One unit at a time to the group whose unit buys the most
+``score x layers x log(new width / width)`` per MAC, until no unit of the tier fits in the goal. The
+log is the diminishing return of width (a channel added to 6 is worth more than one added to 30),
+``layers`` the convs the group widens (a residual stage's channels are the output of each of its
+blocks), and the MACs the price: a channel costs its stage's resolution times its neighbours' widths. With equal scores the
+rule settles where every stage's width squared times its resolution is equal: width doubling as the
+resolution halves, the shape of the hand-designed ResNets. Γ's scores move it off that shape, towards
+the groups whose filters Γ uses. A chosen 4-channel group grows under a step that affords one channel.
+
+**Alike** (``rule="alike"``, the uniform control and ``grow plan``). Uniform scaling in whole channels:
+one unit each (cheapest first), the largest common factor ``f <= cap`` at which ``floor(width · f)``
+keeps the network within the goal, then the rest one unit at a time to the least-grown group.
 
 What is left of the goal after the chosen tier stays unspent unless every chosen group is capped: the
 step goals are absolute MACs, so the next check (with a fresh reading of Γ) spends it.
@@ -32,7 +35,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 
@@ -40,7 +44,7 @@ from search_spaces import family_of
 from search_spaces.errors import FamilyError
 
 from .compute import measure_cost
-from .graph import groups_of_genotype
+from .graph import ChannelGroup, groups_of_genotype
 from .operators import resized_genotype
 
 if TYPE_CHECKING:
@@ -90,13 +94,17 @@ def widened_alike(genotype: Genotype, goal_macs: float, input_shape: tuple[int, 
     seed = float(measure_cost(genotype, input_shape).macs)
     equal = {g.name: 1.0 for g in groups_of_genotype(genotype)}
     cap = 1.5 * (goal_macs / seed) ** 0.5 + 1  # MACs grow about as width squared: room to reach the goal
-    added = allocate(genotype, equal, [], goal_macs, cap, input_shape)
+    added = allocate(genotype, equal, [], goal_macs, cap, input_shape, rule="alike")
     return with_widths(genotype, {g.name: g.width + added.get(g.name, 0) for g in groups_of_genotype(genotype)})
 
 
 def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], goal_macs: float, cap: float,
-             input_shape: tuple[int, int, int], multiple: int = 1) -> dict[str, int]:
-    """Channels to add per group (see the module docstring); ``chosen`` maps the chosen groups to their score."""
+             input_shape: tuple[int, int, int], multiple: int = 1,
+             rule: Literal["value", "alike"] = "value") -> dict[str, int]:
+    """Channels to add per group (see the module docstring); ``chosen`` maps the chosen groups to their score.
+
+    ``rule="value"``: one unit at a time to the group with the most ``score x log(new width / width)`` per
+    MAC. ``rule="alike"``: one unit each, a common factor, then the least grown (uniform scaling)."""
     groups = groups_of_genotype(genotype)
     start: dict[str, int] = {g.name: g.width for g in groups}
     widths = dict(start)
@@ -111,45 +119,95 @@ def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], go
     def ceiling(name: str) -> int:  # the per-step cap, but always room for one unit
         return max(floor_width(start[name], start[name] * cap, multiple), next_width(start[name], multiple))
 
-    def capped(name: str) -> bool:
+    def capped(name: str, widths: dict[str, int]) -> bool:
         return next_width(widths[name], multiple) > ceiling(name)
 
     order = {name: i for i, name in enumerate(start)}
-    base = macs(widths)
-    for tier_scores in (chosen, dict.fromkeys(others, 0.0)):
-        if tier_scores is not chosen and not all(capped(name) for name in chosen):
+    for tier_scores in (chosen, dict.fromkeys(others, 1.0)):
+        if tier_scores is not chosen and not all(capped(name, widths) for name in chosen):
             break
-        unit_cost = {n: macs({**widths, n: next_width(widths[n], multiple)}) - base for n in tier_scores}
-        # best score first; among equal scores the cheapest unit first, so that ties (and the uniform
-        # control, where every score is equal) do not spend a small step on the first costly groups
-        tier = sorted(tier_scores, key=lambda n: (-tier_scores[n], unit_cost[n], order[n]))
-        # 1. one unit each
-        for name in tier:
-            trial = {**widths, name: next_width(widths[name], multiple)}
-            if not capped(name) and macs(trial) <= goal_macs:
-                widths = trial
-
-        # 2. a common factor on top
-        def scaled(factor: float) -> dict[str, int]:
-            return {**widths, **{n: min(ceiling(n), max(widths[n], floor_width(start[n], start[n] * factor,
-                                                                                multiple))) for n in tier}}
-
-        lo, hi = 1.0, cap
-        if macs(scaled(hi)) <= goal_macs:
-            lo = hi
+        if rule == "value":
+            widths = _by_value(widths, tier_scores, _utility(groups), goal_macs, macs, capped, order, multiple)
         else:
-            for _ in range(20):  # MACs rise monotonically with the factor
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if macs(scaled(mid)) <= goal_macs else (lo, mid)
-        widths = scaled(lo)
-        # 3. the rest, one unit at a time to the group that has grown least
-        open_groups = [n for n in tier if not capped(n)]
-        while open_groups:
-            name = min(open_groups, key=lambda n: (widths[n] / start[n], tier.index(n), order[n]))
-            trial = {**widths, name: next_width(widths[name], multiple)}
-            if macs(trial) <= goal_macs:
-                widths = trial
-            else:
-                open_groups.remove(name)
-            open_groups = [n for n in open_groups if not capped(n)]
+            widths = _alike(widths, start, tier_scores, goal_macs, macs, capped, ceiling, order, cap, multiple)
     return {name: widths[name] - start[name] for name in start if widths[name] > start[name]}
+
+
+def _utility(groups: list[ChannelGroup]) -> Callable[[dict[str, int]], float]:
+    """``widths -> Σ over layers of log(a·b / (a + b))``, ``a, b`` a layer's input and output widths where
+    both are groups' (log of the width where only one is): concave in each width and largest, at a given
+    ``a·b``, where ``a = b``, so that a stage's blocks and their inner convs grow together."""
+    reads = {layer: g.name for g in groups for layer in g.consumers}
+    writes = {layer: g.name for g in groups for layer in g.producers}
+    pairs = [(reads[layer], writes[layer]) for layer in writes if layer in reads]
+    singles = [g for layer, g in {**reads, **writes}.items() if not (layer in reads and layer in writes)]
+
+    def utility(widths: dict[str, int]) -> float:
+        return (sum(math.log(widths[a] * widths[b] / (widths[a] + widths[b])) for a, b in pairs)
+                + sum(math.log(widths[g]) for g in singles))
+    return utility
+
+
+def _by_value(widths: dict[str, int], scores: dict[str, float], utility: Callable[[dict[str, int]], float],
+              goal_macs: float, macs: Callable[[dict[str, int]], float], capped: Callable[[str, dict[str, int]], bool],
+              order: dict[str, int], multiple: int) -> dict[str, int]:
+    """One unit at a time to the open group whose unit buys the most ``score x utility gain`` per MAC."""
+    current, useful = macs(widths), utility(widths)
+    open_groups = [n for n in scores if scores[n] > 0]
+    while True:
+        open_groups = [n for n in open_groups if not capped(n, widths)]
+        best: tuple[float, int, dict[str, int], float, float] | None = None
+        for name in list(open_groups):
+            trial = {**widths, name: next_width(widths[name], multiple)}
+            cost = macs(trial)
+            if cost > goal_macs:
+                open_groups.remove(name)  # its unit no longer fits; it never will in this step
+                continue
+            gain = utility(trial)
+            value = scores[name] * (gain - useful) / max(cost - current, 1.0)
+            if best is None or (value, -order[name]) > (best[0], best[1]):
+                best = (value, -order[name], trial, cost, gain)
+        if best is None:
+            return widths
+        widths, current, useful = best[2], best[3], best[4]
+
+
+def _alike(widths: dict[str, int], start: dict[str, int], tier_scores: dict[str, float], goal_macs: float,
+           macs: Callable[[dict[str, int]], float], capped: Callable[[str, dict[str, int]], bool], ceiling: Callable[[str], int],
+           order: dict[str, int], cap: float, multiple: int) -> dict[str, int]:
+    """Uniform scaling of a tier in whole channels: one unit each, a common factor, then the least grown."""
+    base = macs(widths)
+    unit_cost = {n: macs({**widths, n: next_width(widths[n], multiple)}) - base for n in tier_scores}
+    # best score first; among equal scores the cheapest unit first, so that ties (and the uniform
+    # control, where every score is equal) do not spend a small step on the first costly groups
+    tier = sorted(tier_scores, key=lambda n: (-tier_scores[n], unit_cost[n], order[n]))
+    # 1. one unit each
+    for name in tier:
+        trial = {**widths, name: next_width(widths[name], multiple)}
+        if not capped(name, widths) and macs(trial) <= goal_macs:
+            widths = trial
+
+    # 2. a common factor on top
+    def scaled(factor: float) -> dict[str, int]:
+        return {**widths, **{n: min(ceiling(n), max(widths[n], floor_width(start[n], start[n] * factor, multiple)))
+                             for n in tier}}
+
+    lo, hi = 1.0, cap
+    if macs(scaled(hi)) <= goal_macs:
+        lo = hi
+    else:
+        for _ in range(20):  # MACs rise monotonically with the factor
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if macs(scaled(mid)) <= goal_macs else (lo, mid)
+    widths = scaled(lo)
+    # 3. the rest, one unit at a time to the group that has grown least
+    open_groups = [n for n in tier if not capped(n, widths)]
+    while open_groups:
+        name = min(open_groups, key=lambda n: (widths[n] / start[n], tier.index(n), order[n]))
+        trial = {**widths, name: next_width(widths[name], multiple)}
+        if macs(trial) <= goal_macs:
+            widths = trial
+        else:
+            open_groups.remove(name)
+        open_groups = [n for n in open_groups if not capped(n, widths)]
+    return widths

@@ -229,9 +229,10 @@ class GrowConfig(TrainConfig):
                                  bounds=_POSITIVE, group=_GROWTH)
     grow_until_frac: float = option(0.4, "share of the budget by which growth is done", flag="--grow-until",
                                     bounds=Bounds(0, 1, low_closed=False, high_closed=False), group=_GROWTH)
-    allocation: str = option("gamma", "where to widen: gamma (Γ entry rate), uniform (every group), none "
-                             "(no growth)", choices=("gamma", "uniform", "none"), group=_GROWTH)
-    select_frac: float = option(0.9, "choose the groups scoring at least this share of the best score: they take "
+    allocation: str = option("gamma", "where to widen: gamma (Γ's occupancy weighs each group's value per MAC), "
+                             "price (the same rule, equal weights), uniform (every group alike), none (no growth)",
+                             choices=("gamma", "price", "uniform", "none"), group=_GROWTH)
+    select_frac: float = option(0.25, "choose the groups scoring at least this share of the best score: they take "
                                 "the step's channels first",
                                 bounds=Bounds(0, 1, low_closed=False), group=_GROWTH)
     max_step_factor: float = option(2.0, "a group's width grows at most this much per step",

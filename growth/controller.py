@@ -74,16 +74,18 @@ Action = Union[tuple[Literal["deepen"], int, None], tuple[Literal["widen"], str,
 SHORTFALL_NOTED = 0.10
 
 
-def entry_rate(entry_steps: list[torch.Tensor], since_step: int) -> float:
-    """Share of the filters outside supp Γ at ``since_step`` that have entered since (1 if none was out).
+def occupancy(supports: list[torch.Tensor], entry_steps: list[torch.Tensor], since_step: int, now_step: int) -> float:
+    """Mean share of the window ``(since_step, now_step]`` that a group's filters spent in supp Γ: a filter
+    in supp now counts from its entry (or the window's start, if earlier); one outside now counts 0.
 
-    >>> entry_rate([torch.tensor([-1, 5, 12]), torch.tensor([20, -1])], since_step=10)
+    >>> occupancy([torch.tensor([True, True, False])], [torch.tensor([5, 15, -1])], since_step=10, now_step=20)
     0.5
     """
-    steps = torch.cat([e.flatten() for e in entry_steps])
-    was_out = (steps < 0) | (steps > since_step)
-    out = int(was_out.sum())
-    return 1.0 if out == 0 else int((steps > since_step).sum()) / out
+    inside = torch.cat([s.flatten() for s in supports])
+    entered = torch.cat([e.flatten() for e in entry_steps]).clamp_min(since_step)
+    span = max(now_step - since_step, 1)
+    steps_inside = int(((now_step - entered).clamp_min(0) * inside).sum())  # one sync, at a check
+    return steps_inside / (span * max(inside.numel(), 1))
 
 
 def select_groups(scores: dict[str, float], select_frac: float) -> list[str]:
@@ -194,11 +196,12 @@ class GrowthController(Controller):
     # -- the rule -------------------------------------------------------------------------------------
 
     def scores(self, trainer: Trainer, groups: list[ChannelGroup]) -> dict[str, float]:
-        """Γ entry rate per group since the last check (see the module docstring)."""
+        """Γ occupancy per group over the window since the last check (see the module docstring)."""
         modules = dict(trainer.model.named_modules())
         opt = as_dessilbi(trainer.optimizer)
-        return {g.name: entry_rate([opt.entry_steps(_weight(modules[p])) for p in g.producers],
-                                   self.window_start) for g in groups}
+        weights = {g.name: [_weight(modules[p]) for p in g.producers] for g in groups}
+        return {name: occupancy([opt.support(w) for w in ws], [opt.entry_steps(w) for w in ws],
+                                self.window_start, trainer.state.step) for name, ws in weights.items()}
 
     def display_rows(self) -> list[dict[str, Any]]:
         return self._rows
@@ -231,7 +234,7 @@ class GrowthController(Controller):
         chosen: list[str] = []
         plan: list[Action] = []
         if finite:
-            if cfg.allocation == "uniform":  # every group, equal scores: Γ orders nothing in the allocation either
+            if cfg.allocation in ("uniform", "price"):  # every group, equal scores: Γ decides nothing
                 chosen, ranked = [g.name for g in groups], {g.name: 1.0 for g in groups}
             else:
                 chosen = select_groups(scores, cfg.select_frac)
@@ -270,7 +273,9 @@ class GrowthController(Controller):
                     plan.append(("deepen", stage, None))
                     genotype = candidate
         others = [g.name for g in groups_of_genotype(genotype) if g.name not in scores]
-        added = allocate(genotype, scores, others, goal, self.step_factor_cap(), trainer.input_shape, self.multiple)
+        rule: Literal["value", "alike"] = "alike" if cfg.allocation == "uniform" else "value"
+        added = allocate(genotype, scores, others, goal, self.step_factor_cap(), trainer.input_shape, self.multiple,
+                         rule)
         return plan + [("widen", name, n) for name, n in added.items()]
 
     def step_factor_cap(self) -> float:

@@ -51,18 +51,38 @@ def test_others_grow_only_once_every_chosen_group_is_capped(thin):
     assert 1.9 * seed < _macs(_grown(genotype, added)) <= 2.0 * seed
 
 
-def test_equal_scores_take_the_cheapest_unit_first(thin):
+def test_equal_scores_grow_a_flat_seed_towards_width_doubling_per_stage():
+    genotype = get_genotype("resnet20-flat")                     # every stage 6 channels
+    names = [g.name for g in groups_of_genotype(genotype)]
+    grown, seed = genotype, _macs(genotype)
+    for goal in (1.4 * seed, 2.0 * seed):                        # two steps, as a run takes them
+        grown = _grown(grown, allocate(grown, dict.fromkeys(names, 1.0), [], goal, cap=2.0, input_shape=SHAPE))
+    widths = [stage[0] for stage in grown.compact()]
+    assert widths[0] == 6 and 1.5 <= widths[1] / widths[0] and 1.5 <= widths[2] / widths[1] <= 2.5, widths
+    assert 1.9 * seed < _macs(grown) <= 2.0 * seed
+    # the uniform control on the same steps keeps the flat shape
+    alike, equal = genotype, dict.fromkeys(names, 1.0)
+    for goal in (1.4 * seed, 2.0 * seed):
+        alike = _grown(alike, allocate(alike, equal, [], goal, cap=2.0, input_shape=SHAPE, rule="alike"))
+    assert max(s[0] for s in alike.compact()) / min(s[0] for s in alike.compact()) < 1.5
+
+
+def test_a_better_score_buys_a_group_more_of_the_step(thin):
+    genotype, seed = thin
+    names = [g.name for g in groups_of_genotype(genotype)]
+    equal = allocate(genotype, dict.fromkeys(names, 1.0), [], 1.5 * seed, cap=2.0, input_shape=SHAPE)
+    favoured = allocate(genotype, {**dict.fromkeys(names, 0.5), "stage1": 1.0}, [], 1.5 * seed, cap=2.0,
+                        input_shape=SHAPE)
+    assert favoured.get("stage1", 0) > equal.get("stage1", 0)
+
+
+def test_equal_scores_alike_take_the_cheapest_unit_first(thin):
     genotype, seed = thin
     inner3 = _macs(_grown(genotype, {"stage3.block1.inner": 1})) - seed
     # A step that affords about one unit: of two tied groups the cheaper one gets it, not the first listed.
     added = allocate(genotype, {"stage1": 0.5, "stage3.block1.inner": 0.5}, [], seed + 1.5 * inner3, cap=2.0,
-                     input_shape=SHAPE)
+                     input_shape=SHAPE, rule="alike")
     assert added == {"stage3.block1.inner": 1}
-    # A better score goes first even when it costs more.
-    one = _macs(_grown(genotype, {"stage1": 1})) - seed
-    added = allocate(genotype, {"stage1": 0.9, "stage3.block1.inner": 0.5}, [], seed + one + 0.5 * inner3,
-                     cap=2.0, input_shape=SHAPE)
-    assert added == {"stage1": 1}
 
 
 def test_a_step_too_small_for_any_channel_grows_nothing(thin):
@@ -84,6 +104,6 @@ def test_uniform_allocation_spends_the_step_in_whole_channels_within_the_goal(th
     genotype, seed = thin
     names = [g.name for g in groups_of_genotype(genotype)]
     for goal in (1.19 * seed, 1.6 * seed, 3.0 * seed):
-        added = allocate(genotype, dict.fromkeys(names, 1.0), [], goal, cap=2.0, input_shape=SHAPE)
+        added = allocate(genotype, dict.fromkeys(names, 1.0), [], goal, cap=2.0, input_shape=SHAPE, rule="alike")
         grown = _macs(_grown(genotype, added))
         assert 0.95 * goal < grown <= goal, (goal / seed, added)

@@ -9,7 +9,7 @@ import torch
 
 from growth.compute import measure_cost
 from growth.config import ConfigError, GrowConfig
-from growth.controller import GrowthController, entry_rate, grow, select_groups, width_multiple
+from growth.controller import GrowthController, grow, occupancy, select_groups, width_multiple
 from growth.dessilbi import as_dessilbi
 from growth.graph import channel_groups, groups_of_genotype
 from growth.operators import resized_genotype
@@ -38,15 +38,21 @@ def test_steps_are_geometric_and_end_at_the_target():
     assert step_targets(1e6, 1e6, 3) == [1e6, 1e6, 1e6]
 
 
-def test_entry_rate_counts_only_entries_since_the_window_began():
-    # Last check (and widening) at step 100: old filters all in supp, two new filters (-1) not yet: rate 0.
-    assert entry_rate([torch.tensor([3, 50, 90, -1, -1])], since_step=100) == 0.0
-    # One of the two new filters entered after the widening.
-    assert entry_rate([torch.tensor([3, 50, 90, 140, -1])], since_step=100) == 0.5
-    # Nothing was left outside supp: saturated.
-    assert entry_rate([torch.tensor([3, 50])], since_step=100) == 1.0
+def test_occupancy_is_the_share_of_the_window_the_filters_spent_in_supp():
+    def occ(inside: list[bool], entries: list[int], since: int = 100, now: int = 200) -> float:
+        return occupancy([torch.tensor(inside)], [torch.tensor(entries)], since, now)
+
+    # Last check (and widening) at step 100: three old filters in supp all window, two new ones not yet.
+    assert occ([True, True, True, False, False], [3, 50, 90, -1, -1]) == 0.6
+    # One new filter entered half-way through the window.
+    assert occ([True, True, True, True, False], [3, 50, 90, 150, -1]) == 0.7
+    # Every filter in supp all window: saturated; none: 0.
+    assert occ([True, True], [3, 50]) == 1.0 and occ([False, False], [-1, -1]) == 0.0
+    # A filter that entered and left again counts nothing.
+    assert occ([False, True], [20, 20]) == 0.5
     # Counted over all producers of a group together.
-    assert entry_rate([torch.tensor([-1, 7]), torch.tensor([5, -1])], since_step=0) == 0.5
+    assert occupancy([torch.tensor([False, True]), torch.tensor([True, False])],
+                     [torch.tensor([-1, 0]), torch.tensor([0, -1])], 0, 10) == 0.5
 
 
 def test_selection_is_relative_to_the_best_score_and_empty_without_entries():
@@ -91,19 +97,23 @@ def test_scores_re_arm_each_window_and_a_group_that_stops_gaining_entries_falls_
     opt = as_dessilbi(trainer.optimizer)
     groups = {g.name: g for g in channel_groups(trainer.model)}
 
-    def enter(name: str, steps: list[int]) -> None:   # the entry step of each filter of every producer
+    def enter(name: str, steps: list[int]) -> None:   # each filter's entry step (-1: outside supp Γ)
         for producer in groups[name].producers:
             weight = trainer.model.get_submodule(producer).weight
             opt.state[weight]["entry_step"] = torch.tensor(steps, dtype=torch.int64)
+            inside = torch.tensor(steps).ge(0).view(-1, *([1] * (weight.dim() - 1)))
+            opt.state[weight]["gamma"] = torch.ones_like(weight) * inside
 
     enter("stage1", [5, 5, -1, -1])
     enter("stage2", [5, 5, 5, 5, -1, -1, -1, -1])
+    trainer.state.step = 10
     first = controller.scores(trainer, list(groups.values()))
-    assert first["stage1"] == first["stage2"] == 0.5
+    assert first["stage1"] == first["stage2"] == 0.25
     controller.window_start = 10                       # a check at step 10 began the next window
     enter("stage2", [5, 5, 5, 5, 15, 15, -1, -1])      # stage 2 goes on gaining entries, stage 1 stops
+    trainer.state.step = 20
     second = controller.scores(trainer, list(groups.values()))
-    assert second["stage1"] == 0.0 and second["stage2"] == 0.5
+    assert second["stage1"] == 0.5 and second["stage2"] == 0.625
     assert select_groups(second, 0.9) == ["stage2"]
     trainer.state.step = 20
     _check_now(trainer, controller)
@@ -137,8 +147,8 @@ def test_per_layer_lam_removes_the_fan_in_bias(tmp_path, one_thread):
 
 @pytest.mark.slow
 def test_a_starved_stage_gets_the_new_width_first(tmp_path, one_thread):
-    """Stage 2 at width 2 between stages of 8 and 16: Γ fills it first, it alone is widened at the
-    first check, and it ends with the largest relative growth of the three stages.
+    """Stage 2 at width 2 between stages of 8 and 16: Γ uses it most at the first check, and it ends with
+    the largest relative growth of the three stages.
 
     With weight decay 1e-4. At the default 5e-4 (chosen for accuracy at 3e13) this tiny run does not show
     it: decay slows every filter's entry into supp Γ, the first check picks stage 1 and stage 3's inner conv,
@@ -150,7 +160,7 @@ def test_a_starved_stage_gets_the_new_width_first(tmp_path, one_thread):
     summary = grow(cfg, tmp_path / "starved")
     checks = [e for e in RunStore(tmp_path / "starved").read_jsonl("growth.jsonl") if e["event"] == "check"]
     first = checks[0]
-    assert set(first["selected"]) == {"stage2", "stage2.block1.inner"}
+    assert "stage2" in first["selected"]
     assert first["scores"]["stage2"] > max(first["scores"][g] for g in ("stage1", "stage3"))
     final = summary["widths"]
     growth = {s: final[s][0] / w for s, w in enumerate([8, 2, 16])}
