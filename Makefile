@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --durations=15
 
 # The quick lane while editing (under a minute): unit tests and doctests, no end-to-end runs.
 test-fast: $(VENV)/.installed

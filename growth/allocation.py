@@ -7,13 +7,14 @@ others. A unit is one channel, or the width multiple from 16 channels on (:func:
 multiple of 8 is a unit to add, never a rounding that freezes a 16-channel group.
 
 **By value** (``rule="value"``, Γ's rule). One unit at a time to the group whose unit buys the most
-``score x layers x log(new width / width)`` per MAC, until no unit of the tier fits in the goal. The
-log is the diminishing return of width (a channel added to 6 is worth more than one added to 30),
-``layers`` the convs the group widens (a residual stage's channels are the output of each of its
-blocks), and the MACs the price: a channel costs its stage's resolution times its neighbours' widths. With equal scores the
-rule settles where every stage's width squared times its resolution is equal: width doubling as the
-resolution halves, the shape of the hand-designed ResNets. Γ's scores move it off that shape, towards
-the groups whose filters Γ uses. A chosen 4-channel group grows under a step that affords one channel.
+``score x ΔU`` per MAC, until no unit of the tier fits in the goal, where ``U = Σ_layers log(a·b / (a+b))``
+over the layers' input and output widths ``a, b`` (:func:`_utility`). U is concave in every width (a
+channel added to 6 is worth more than one added to 30) and, for a given ``a·b``, largest at ``a = b``
+(a stage's blocks and their inner convs grow together); the MACs are the price (a channel costs its
+resolution times its neighbours' widths). With equal scores the rule settles where every layer's
+resolution x width² is equal: width doubling as the resolution halves, the proportion of the
+hand-designed ResNets. Γ's scores tilt it towards the groups whose filters Γ uses. A chosen 4-channel
+group grows under a step that affords one channel.
 
 **Alike** (``rule="alike"``, the uniform control and ``grow plan``). Uniform scaling in whole channels:
 one unit each (cheapest first), the largest common factor ``f <= cap`` at which ``floor(width · f)``
@@ -173,8 +174,8 @@ def _by_value(widths: dict[str, int], scores: dict[str, float], utility: Callabl
 
 
 def _alike(widths: dict[str, int], start: dict[str, int], tier_scores: dict[str, float], goal_macs: float,
-           macs: Callable[[dict[str, int]], float], capped: Callable[[str, dict[str, int]], bool], ceiling: Callable[[str], int],
-           order: dict[str, int], cap: float, multiple: int) -> dict[str, int]:
+           macs: Callable[[dict[str, int]], float], capped: Callable[[str, dict[str, int]], bool],
+           ceiling: Callable[[str], int], order: dict[str, int], cap: float, multiple: int) -> dict[str, int]:
     """Uniform scaling of a tier in whole channels: one unit each, a common factor, then the least grown."""
     base = macs(widths)
     unit_cost = {n: macs({**widths, n: next_width(widths[n], multiple)}) - base for n in tier_scores}

@@ -14,19 +14,21 @@ than half an interval late (a budget of a few steps) does not grow: nothing grow
 
 **Where.** DessiLBI runs with one λ per conv layer, calibrated so that a filter keeping its layer's
 median initial norm enters supp Γ after one check interval (growth.calibration: no fan-in bias).
-At a check, a channel group's *score* is its Γ entry rate over the last window: of the group's
-(producer conv, filter) pairs that were outside supp Γ at the previous check (or at the start), the
-share that has entered since. Every group is scored over the same window, so scores re-arm: a group
-whose filters stop entering falls to 0. A group with nothing outside supp at the window's start scores 1
-(saturated); a group that has just grown must see its new filters enter before it scores high again.
-The groups scoring at least ``select_frac`` of the best score are *chosen*, and the step's MACs are
-spent on them in whole channels (growth.allocation: one unit each, best score first, then a common
-factor, then the least-grown), the other groups getting channels only once every chosen group is at
-its per-step cap (``max_step_factor``, or what the per-step MACs need at budgets that ask for a much
-larger network). What the chosen groups cannot spend stays unspent and the next check, with a fresh
-reading of Γ, catches it up (goals are absolute). No group scoring above 0 means Γ has not moved and
-nothing grows at this check. ``allocation="uniform"`` chooses every group alike at the same moments
-without reading Γ (the control that separates Γ's choice of *where* from growth itself);
+At a check, a channel group's *score* is its Γ occupancy over the last window: the share of the window
+its (producer conv, filter) pairs spent in supp Γ, averaged (a filter outside supp now counts 0). Every
+group is scored over the same window, so scores re-arm: new filters start outside supp and pull a
+widened group's score down until they earn their place; a group whose filters Γ leaves out scores low.
+The groups scoring at least ``select_frac`` of the best score are *chosen*, and the step's MACs go to
+them in whole channels by value per MAC (growth.allocation): a unit's value is its group's score times
+the gain in ``Σ log(harmonic width)`` over the layers it widens, its price the MACs it adds. With equal
+scores that rule alone turns a flat seed into one whose width doubles as the resolution halves; Γ's
+scores move it towards the groups whose filters Γ uses. The other groups get channels only once every
+chosen group is at its per-step cap (``max_step_factor``, or what the per-step MACs need at budgets
+that ask for a much larger network). What the chosen groups cannot spend stays unspent and the next
+check, with a fresh reading of Γ, catches it up (goals are absolute). No group scoring above 0 means
+Γ has not moved and nothing grows at this check. The controls, at the same moments and sizes:
+``allocation="price"`` gives every group the same score (the rule without Γ: what Γ adds is grow −
+grow-price); ``allocation="uniform"`` widens every group alike (uniform scaling);
 ``allocation="none"`` never grows (DessiLBI on the seed).
 
 **New units.** A widening is function-preserving (growth.operators: new filters' outgoing weights

@@ -77,7 +77,7 @@ def suggest(trial: optuna.Trial) -> dict[str, Any]:
     ``lr``                0.01 .. 0.5 (log)        peak learning rate
     ``kappa``             0.5 .. 4 (log)           DessiLBI κ
     ``nu``                10 .. 1000 (log)         DessiLBI ν (coupling of W and Γ)
-    ``select_frac``       0.5 .. 1                 widen groups scoring at least this share of the best
+    ``select_frac``       0.1 .. 1                 widen groups scoring at least this share of the best
     ``growth_steps``      1 .. 6                   number of widenings
     ``grow_until_frac``   0.2 .. 0.7               share of the budget by which growth is done
     ``size_exponent``     0.1 .. 0.8               the budget -> size rule's exponent (target MACs)
@@ -89,7 +89,7 @@ def suggest(trial: optuna.Trial) -> dict[str, Any]:
         "lr": trial.suggest_float("lr", 0.01, 0.5, log=True),
         "kappa": trial.suggest_float("kappa", 0.5, 4.0, log=True),
         "nu": trial.suggest_float("nu", 10.0, 1000.0, log=True),
-        "select_frac": trial.suggest_float("select_frac", 0.5, 1.0),
+        "select_frac": trial.suggest_float("select_frac", 0.1, 1.0),
         "growth_steps": trial.suggest_int("growth_steps", 1, 6),
         "grow_until_frac": trial.suggest_float("grow_until_frac", 0.2, 0.7),
         "size_exponent": trial.suggest_float("size_exponent", 0.1, 0.8),

@@ -320,3 +320,36 @@ def test_a_checkpoint_without_the_reached_size_resumes_without_a_false_shortfall
     old = {k: v for k, v in state.items() if k != "window_start"}   # the rule before scores were windowed
     with pytest.raises(RunError, match="older growth rule"):
         GrowthController(controller.config).load_state_dict(old)
+
+
+@pytest.mark.parametrize("budget_flops", [1e12, 1e13, 2e17])
+def test_the_calibration_promise_a_median_filter_enters_after_one_interval(tmp_path, one_thread, monkeypatch,
+                                                                           budget_flops):
+    """The calibration's promise (growth.calibration), checked against the optimizer itself: a filter of its
+    layer's median initial norm, under the coupling alone (no loss gradient, no weight decay: the model λ is
+    computed from), enters supp Γ at the first check's step, within 1%, on the run's own learning rates."""
+    from growth import run as run_module
+    from growth.calibration import penalised_convs
+    from growth.dessilbi import DessiLBI
+    from growth.schedule import lr_at, steps_in
+
+    monkeypatch.setattr(run_module, "_check_inputs", lambda config, data: None)  # 2e17 on a CPU: refused
+    # check_epochs 100: a first interval of hundreds of steps on this small set, for a 1% resolution
+    trainer, controller = _trainer(tmp_path, budget_flops=budget_flops, check_epochs=100.0)
+    controller.attach(trainer)
+    cfg, horizon = trainer.config, controller.plan.events[0].at_fraction
+    steps = steps_in(cfg, horizon, trainer.cost.train_flops_per_sample, len(trainer.data.train_y))
+    name, weight = next(iter(penalised_convs(trainer).items()))
+    norms = weight.detach().flatten(1).norm(dim=1)
+    median = weight.detach()[int((norms - norms.median()).abs().argmin())].clone()
+    filt = torch.nn.Parameter(median.unsqueeze(0))
+    opt = DessiLBI([{"params": [filt], "penalty": "group", "lam": controller.lam[name]}], lr=cfg.lr,
+                   kappa=cfg.kappa, nu=cfg.nu, momentum=cfg.momentum, weight_decay=0.0)
+    for i in range(int(steps * 1.5) + 2):
+        opt.param_groups[0]["lr"] = lr_at(cfg, horizon * i / steps)
+        filt.grad = torch.zeros_like(filt)
+        opt.step()
+        if int(opt.entry_steps(filt)[0]) >= 0:
+            break
+    entered = int(opt.entry_steps(filt)[0])
+    assert entered >= 0 and abs(entered - steps) <= 0.01 * steps + 1, (entered, steps)

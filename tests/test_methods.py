@@ -19,6 +19,7 @@ TARGET_MACS = 1.2e6  # the seeds below at 28x28: resnet20-thin 1.95M MACs, resne
 SPECS = {
     "grow": "grow:resnet8-thin",
     "grow-uniform": "grow-uniform:resnet8-thin",
+    "grow-price": "grow-price:resnet8-thin",
     "dessilbi": "dessilbi:resnet8-thin",
     "scratch": "scratch:resnet8-thin",
     "fixed": "fixed:resnet8-thin",
