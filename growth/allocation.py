@@ -135,17 +135,15 @@ def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], go
 
 
 def _utility(groups: list[ChannelGroup]) -> Callable[[dict[str, int]], float]:
-    """``widths -> Σ over layers of log(a·b / (a + b))``, ``a, b`` a layer's input and output widths where
-    both are groups' (log of the width where only one is): concave in each width and largest, at a given
-    ``a·b``, where ``a = b``, so that a stage's blocks and their inner convs grow together."""
+    """``widths -> Σ over layers of log(a·b / (a + b))``, ``a, b`` a layer's input and output widths: concave
+    in each width and largest, at a given ``a·b``, where ``a = b``, so that a stage's blocks and their inner
+    convs grow together. Layers with one side fixed (the stem reads the image's channels, the classifier
+    writes the classes) are left out: their harmonic width is bounded by that side."""
     reads = {layer: g.name for g in groups for layer in g.consumers}
-    writes = {layer: g.name for g in groups for layer in g.producers}
-    pairs = [(reads[layer], writes[layer]) for layer in writes if layer in reads]
-    singles = [g for layer, g in {**reads, **writes}.items() if not (layer in reads and layer in writes)]
+    pairs = [(reads[layer], g.name) for g in groups for layer in g.producers if layer in reads]
 
     def utility(widths: dict[str, int]) -> float:
-        return (sum(math.log(widths[a] * widths[b] / (widths[a] + widths[b])) for a, b in pairs)
-                + sum(math.log(widths[g]) for g in singles))
+        return sum(math.log(widths[a] * widths[b] / (widths[a] + widths[b])) for a, b in pairs)
     return utility
 
 
