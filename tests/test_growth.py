@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -196,22 +197,32 @@ def test_short_growth_run_grows_and_ends_within_budget(tmp_path):
     model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
 
 
+def _grown_checkpoint(run: Path) -> bool:
+    """Whether the run's checkpoint holds a network wider than its seed (checkpoints are written atomically)."""
+    try:
+        state = torch.load(run / "checkpoint.pt", weights_only=False)
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return False
+    widths = search_spaces.genotype_from_dict(state["genotype"]).compact()
+    return widths != search_spaces.get_genotype("resnet8-thin").compact()
+
+
 @pytest.mark.slow
-def test_growth_run_resumes_after_sigkill_identically(tmp_path):
+def test_a_run_killed_after_it_grew_resumes_to_the_uninterrupted_runs_bits(tmp_path):
+    """SIGKILL at a random (seeded) moment after the first widening has been checkpointed: resume must
+    rebuild the grown network, its resized V/Γ/entry steps and per-layer λ groups, and end bit for bit where
+    the uninterrupted run ends (weights and growth log)."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     run_grow(*_grow_cmd(reference), check=True)
     proc = start_grow(*_grow_cmd(killed))
     deadline = time.monotonic() + 300
-    # Kill after some growth happened, so that resume must rebuild a grown architecture.
-    while time.monotonic() < deadline and proc.poll() is None:
-        growth_log = killed / "growth.jsonl"
-        if growth_log.exists() and sum(1 for _ in growth_log.open()) >= 2:
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not _grown_checkpoint(killed):
         time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.0, 1.0))
     assert proc.poll() is None, "run finished before it could be killed; raise the budget"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "summary.json").exists()
+    assert not (killed / "summary.json").exists() and _grown_checkpoint(killed)
     run_grow("--resume", str(killed), "--quiet", check=True)
     a = torch.load(reference / "weights.pt", weights_only=True)
     b = torch.load(killed / "weights.pt", weights_only=True)
