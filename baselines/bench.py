@@ -113,10 +113,13 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
     many cells at once (:func:`run_parallel`): one on each CUDA
     device of ``devices`` if given, else each on a CPU core of its own.
     """
+    from growth.data import load_dataset
+
     specs = [parse_method(m) for m in methods]
     settings = {"budget_flops": base.budget_flops, "data": base.data, "subset": base.subset,
                 "val_size": base.val_size, "methods": [str(s) for s in specs], "seeds": seeds,
                 "target_macs": target_macs, "target_growth": target_growth}
+    data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)  # bad data: nothing written
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "bench.json"
     if record_path.exists():
@@ -135,10 +138,6 @@ def run_bench(methods: list[str], seeds: list[int], base: TrainConfig, out: Path
     else:
         record = {"settings": settings, "cells": {}}
     atomic_write_json(record_path, record)  # the directory is a bench from its first moment
-
-    from growth.data import load_dataset
-
-    data = load_dataset(base.data, val_size=base.val_size, subset=base.subset)
     c, h, w = data.train_x.shape[1:]
     shape = (int(c), int(h), int(w))
     grow_spec = next((s for s in specs if s.name == "grow"), MethodSpec("grow"))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from growth.cli import Command, UsageError, budget_arg, positive_int
+from growth.cli import Command, UsageError, budget_arg, macs_arg, positive_int
 
 DEFAULT_METHODS = "grow,scs,sss,slimming,dessilbi-prune,fixed:resnet20,uniform:resnet20,timm:resnet18"
 
@@ -42,7 +42,7 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--subset", type=positive_int)
     bench.add_argument("--val-size", type=positive_int)
     bench.add_argument("--out", help="bench directory (default runs/bench-<date>-<time>); re-run to resume")
-    bench.add_argument("--target-macs", type=budget_arg, help="size target for uniform/pruning methods "
+    bench.add_argument("--target-macs", type=macs_arg, help="size target for uniform/pruning methods "
                        "(default: the grown network's MACs)")
     bench.add_argument("--target-growth", type=_growth_factor, metavar="X", help="size target of grow, grow-uniform "
                        "and uniform:<seed> cells: X times their own seed's MACs (seeds of several sizes in one bench)")

@@ -75,20 +75,47 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+#: How the methods that take an argument are written (the rest take an optional seed: ``grow:resnet8-thin``).
+_FORMS = {"fixed": "fixed:<seed>", "uniform": "uniform:<seed>", "width": "width:<seed>@<mult>"}
+
+
+def method_forms() -> list[str]:
+    """Every way to name a method in ``--methods``: the registered methods (with their argument where one is
+    needed) and the forms that stand for them, ``frontier:<seed>`` and ``timm:<model>``."""
+    _load_all()
+    return sorted([*(_FORMS.get(name, name) for name in _METHODS), "frontier:<seed>", "timm:<model>"])
+
+
 def parse_method(text: str) -> MethodSpec:
-    """``"fixed:resnet20"`` -> ``MethodSpec("fixed", "resnet20")``; ``timm:x`` means ``fixed:timm:x``."""
+    """``"fixed:resnet20"`` -> ``MethodSpec("fixed", "resnet20")``; ``timm:x`` means ``fixed:timm:x``.
+
+    The method must be registered and its seed (``timm:<model>``: the timm model) must exist, else a one-line
+    ``ValueError`` naming the closest names; what the method makes of its seed is checked when it runs.
+    """
     text = text.strip()
     if text.startswith("timm:"):
+        check_seed(text, text)
         return MethodSpec("fixed", text)
     name, _, arg = text.partition(":")
     _load_all()
     if name not in _METHODS:
-        raise ValueError(f"unknown method {text!r}; methods: {', '.join(sorted(_METHODS))}")
+        raise ValueError(f"unknown method {text!r}; methods: {', '.join(method_forms())}")
     if name in ("fixed", "uniform", "width") and not arg:
-        raise ValueError(f"method {name} needs a seed, e.g. {name}:resnet20")
-    if name == "width":
-        split_width_arg(arg)
+        raise ValueError(f"method {name} needs a seed, e.g. {_FORMS[name].replace('<seed>', 'resnet20')}")
+    if arg:
+        check_seed(split_width_arg(arg)[0] if name == "width" else arg, text)
     return MethodSpec(name, arg or None)
+
+
+def check_seed(seed: str, method: str) -> None:
+    """A ``ValueError`` (one line) unless ``seed`` is a registered seed or a timm model (``timm:<model>``,
+    looked up in timm's registry: no network); ``method`` is named in the message."""
+    from search_spaces import UnknownSeedError, get_genotype
+
+    try:
+        get_genotype(seed)
+    except UnknownSeedError as err:
+        raise ValueError(f"method {method!r}: {err}") from None
 
 
 def split_width_arg(arg: str) -> tuple[str, float]:
@@ -118,6 +145,7 @@ def expand_methods(texts: list[str], frontier_mults: tuple[float, ...] = DEFAULT
         if name == "frontier":
             if not seed:
                 raise ValueError("method frontier needs a seed, e.g. frontier:resnet20-thin")
+            check_seed(seed, text.strip())
             out += [f"width:{seed}@{m:g}" for m in frontier_mults]
         else:
             out.append(text.strip())

@@ -14,6 +14,7 @@
     grow bench --budget 2e13 --methods grow,slimming,... --seeds 0,1 --data DIR
                                                               growth against baselines, equal budget
     grow report DIR                                           rebuild a bench's table and plots
+    grow --version                                            the installed version
 
 Every bad input ends with one line on stderr and exit code 2: every error raised on purpose derives
 from :class:`~search_spaces.errors.GrowthError`, the one thing :func:`main` catches. torch is imported
@@ -35,8 +36,8 @@ the console script out of the engine because ``grow`` stays one command, and any
 ``grow --help`` reads only the entry points' names (package metadata, no import); a command's module
 is imported only when that command runs or its parser is asked for (``grow bench --help``). Built-in
 commands win over an entry point of the same name. The entry points exist once the project is
-installed (``pip install -e .``). Commands may raise :class:`UsageError` and use :func:`budget_arg`
-and :func:`positive_int` as argument types.
+installed (``pip install -e .``). Commands may raise :class:`UsageError` and use :func:`budget_arg`,
+:func:`macs_arg` and :func:`positive_int` as argument types.
 
 Example:
     >>> grow, subs = build_parser()
@@ -51,6 +52,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from .runstore import RunStore
 
 ENTRY_POINT_GROUP = "growth.commands"
+DISTRIBUTION = "growth-automl"  # the project's name in pyproject.toml: the installed package grow reports
 BUILTIN_COMMANDS = ("train", "plan", "seeds", "graph", "search")
 EXIT_USAGE = 2
 
@@ -76,7 +79,16 @@ class UsageError(GrowthError):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are :class:`UsageError` (one line), not argparse's usage block."""
+    """An argument parser whose errors are :class:`UsageError` (one line), not argparse's usage block.
+
+    Every value that starts like a negative number is a value (``--budget -2e9``, ``--target-macs -5M``,
+    ``--lr -inf``), for its option's type to say what is wrong with it; argparse takes only ``-2`` and ``-.5``
+    for numbers and the rest for unknown options ("expected one argument"). No option of grow looks like one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(?:\d|\.\d|inf|nan)", re.IGNORECASE)
 
     def error(self, message: str) -> NoReturn:  # argparse would print the whole usage block first
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -96,10 +108,22 @@ class Command:
 
 
 def budget_arg(text: str) -> float:
-    from .compute import parse_budget
+    """A number of FLOPs (``2e17``, ``500T``); the message says what is wrong (unreadable, negative, zero,
+    infinite), argparse names the option."""
+    from .compute import parse_amount
 
     try:
-        return parse_budget(text)
+        return parse_amount(text, "FLOPs")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def macs_arg(text: str) -> float:
+    """A number of MACs (``4e6``, ``2.5M``), checked as :func:`budget_arg` checks FLOPs."""
+    from .compute import parse_amount
+
+    try:
+        return parse_amount(text, "MACs")
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -134,7 +158,8 @@ def lam_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {"budget": budget_arg, "count": positive_int, "lam": lam_arg}
+_PARSERS: dict[str, Callable[[str], Any]] = {"budget": budget_arg, "macs": macs_arg, "count": positive_int,
+                                             "lam": lam_arg}
 _TYPES: dict[str, Callable[[str], Any]] = {"float": finite_float, "int": int, "str": str}
 
 def _in_bounds(parse: Callable[[str], Any], bounds: Bounds) -> Callable[[str], Any]:
@@ -208,18 +233,28 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any
         target.add_argument(flag, **kwargs)
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    """Options of ``grow`` and ``grow train`` that are not config fields."""
+def _add_run_args(p: argparse.ArgumentParser, cls: type) -> None:
+    """Options of ``grow`` and ``grow train`` (config class ``cls``) that are not config fields."""
     p.add_argument("--out", help="run directory (default runs/<date>-<time>-<seed>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="with --resume: continue with this setting changed (repeatable), e.g. lr=0.05 after "
-                   "the run diverged; recorded in the run's config.json. Only the learning-rate schedule (lr, "
-                   "warmup, schedule, decay-start), batch-size, precision, compile, eval-every and "
-                   "checkpoint-every can change: the rest would change what the steps already trained mean")
+                   "the run diverged; recorded in the run's config.json. KEY is the option's name (batch-size) "
+                   f"or the setting's (batch_size). Only {', '.join(_resume_options(cls))} can change: the rest "
+                   "would change what the steps already trained mean")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--genotype", metavar="FILE", help="start from this architecture (a genotype.json, e.g. of a "
                    "growth run) instead of the seed's widths")
+
+
+def package_version() -> str:
+    """The installed version of the ``growth-automl`` distribution (package metadata; no import of torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
@@ -228,13 +263,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     grow = Parser(prog="grow", description="Grow a compact network from a thin seed under a training-FLOP "
                   "budget (DessiLBI saturation adds filters and blocks). Subcommands: "
                   + ", ".join([*BUILTIN_COMMANDS, *plugins]) + " (grow SUBCOMMAND --help).")
+    grow.add_argument("--version", action="version", version=f"grow ({DISTRIBUTION}) {package_version()}",
+                      help="print the version of grow and exit")
     add_config_options(grow, GrowConfig, GrowConfig(budget_flops=1.0))
-    _add_run_args(grow)
+    _add_run_args(grow, GrowConfig)
     subs: dict[str, argparse.ArgumentParser] = {}
     train = subs["train"] = Parser(prog="grow train", description="Train a fixed architecture with SGD "
                                    "until the training-FLOP budget is spent.")
     add_config_options(train, TrainConfig, TrainConfig(seed="resnet20"), exclude=("kappa", "nu", "lam"))
-    _add_run_args(train)
+    _add_run_args(train, TrainConfig)
     plan = subs["plan"] = Parser(prog="grow plan", description="Show what `grow` with these options would do: the "
                                  "size target and how it was derived, every growth event, the final network's "
                                  "epochs, and an ETA from a few timed steps on the device. Writes nothing.")
@@ -322,28 +359,52 @@ def _check_run_args(args: argparse.Namespace) -> None:
                          "themselves (e.g. --lr 0.05)")
 
 
-def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """``--override KEY=VALUE`` as {config field: value}: KEY a field or its option's name, VALUE parsed as
-    that option is; only settings a resumed run may change (growth.runstore.RESUME_SETTINGS)."""
+def _resume_options(cls: type) -> list[str]:
+    """The settings of config class ``cls`` that ``--override`` may change, as their options are spelled."""
     from .runstore import RESUME_SETTINGS
+
+    return [flag_of(f.name, meta)[2:] for f, meta in config_options(cls) if f.name in RESUME_SETTINGS]
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """``--override KEY=VALUE`` as {config field: value}: KEY an option's name (``batch-size``) or its field's
+    (``batch_size``), VALUE parsed as that option is; only settings a resumed run may change
+    (growth.runstore.RESUME_SETTINGS). Errors name the settings that can change as options are spelled."""
+    from .runstore import RESUME_SETTINGS
+
+    def spelled(name: str) -> str:
+        return name.strip().lstrip("-").replace("-", "_")
 
     names: dict[str, tuple[dataclasses.Field, dict]] = {}
     for f, meta in config_options(cls):
-        names[f.name] = names[flag_of(f.name, meta)[2:].replace("-", "_")] = (f, meta)
-    allowed = ", ".join(flag_of(f.name, meta)[2:] for f, meta in config_options(cls)
-                        if f.name in RESUME_SETTINGS)
+        names[f.name] = names[spelled(flag_of(f.name, meta))] = (f, meta)
+    # The run's settings that are not options of this command (a growth run's eval-every follows its growth
+    # steps), under their names and the flags the config classes ``cls`` derives from give them
+    hidden: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if dataclasses.is_dataclass(klass):
+            for name, meta in option_metadata(klass).items():
+                if name not in names:
+                    hidden[name] = hidden[spelled(flag_of(name, meta))] = name
+    allowed = ", ".join(_resume_options(cls))
     found: dict[str, Any] = {}
     for item in args.override:
         key, sep, text = item.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key or not text.strip():
             raise UsageError(f"--override {item!r}: expected KEY=VALUE, e.g. --override lr=0.05")
-        if key.replace("-", "_") not in names:
+        field_name = hidden.get(spelled(key))
+        if field_name in RESUME_SETTINGS:
+            raise UsageError(f"--override {key}: this kind of run sets it itself "
+                             f"({option_metadata(cls)[field_name]['help']}), so it cannot be overridden; can "
+                             f"change: {allowed}")
+        if field_name is None and spelled(key) not in names:
             raise UsageError(f"--override {key}: no such setting (can change: {allowed})")
-        f, meta = names[key.replace("-", "_")]
-        if f.name not in RESUME_SETTINGS:
+        option = names.get(spelled(key))
+        if option is None or option[0].name not in RESUME_SETTINGS:
             raise UsageError(f"--override {key}: a resumed run keeps its {key} (changing it would change what "
                              f"the steps already trained mean); can change: {allowed}")
+        f, meta = option
         try:
             found[f.name] = option_type(f, meta)(text.strip())
         except argparse.ArgumentTypeError as err:
@@ -360,6 +421,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     genotype = _read_genotype(args.genotype) if args.genotype else None
     run = Run.open(_config(args, TrainConfig, genotype=genotype), args.out, args.resume, kind="train",
                    overrides=overrides)
+    if run.finished:
+        return _finished(run.store.path)
     return _run(args, run.store, lambda display: run.fit(display=display))
 
 
@@ -387,9 +450,22 @@ def cmd_grow(args: argparse.Namespace) -> int:
     genotype = _read_genotype(args.genotype) if args.genotype else None
     run = Run.open(_config(args, GrowConfig, genotype=genotype), args.out, args.resume, kind="grow",
                    overrides=overrides)
+    if run.finished:
+        return _finished(run.store.path)
     config = run.config
     assert isinstance(config, GrowConfig)  # Run.open keeps the config's class
     return _run(args, run.store, lambda display: run.fit(GrowthController(config), display))
+
+
+def _finished(path: Path) -> int:
+    """``--resume`` of a run that has finished: one line, nothing written, exit code 0 (resuming is idempotent:
+    a script that resumes until the run is done stops there, as a rerun bench skips its finished cells)."""
+    from . import distributed
+
+    if distributed.is_main():
+        print(f"{path} is finished (its budget is spent): nothing to resume, nothing changed; its results are in "
+              f"{path / 'summary.json'}")
+    return 0
 
 
 def _run(args: argparse.Namespace, store: RunStore, fit: Callable[[Any], dict]) -> int:
@@ -437,7 +513,7 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=positive_int, metavar="N", help="use only this many training images")
     p.add_argument("--out", metavar="DIR", help="study directory: trials/<number>/, the journal, pareto.png "
                    "(default runs/<study>)")
-    p.add_argument("--max-macs", type=budget_arg, metavar="M", help="constraint: trials above M inference "
+    p.add_argument("--max-macs", type=macs_arg, metavar="M", help="constraint: trials above M inference "
                    "MACs are infeasible")
     p.add_argument("--seed-value", type=int, metavar="S", help="random seed of every trial's run and of the "
                    "sampler (reproducible studies on CPU)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +30,51 @@ TRAIN_FLOPS_PER_FORWARD_FLOP = 3
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
 
 
+_EXAMPLES = {"FLOPs": "2e17, 2.5e16, 500T or 1P", "MACs": "4e6, 2.5M or 1G"}
+_UNIT_WORDS = {"FLOPs": "FLOPs?|flops?", "MACs": "MACs?|macs?"}
+
+
+def parse_amount(text: str | float, unit: str = "FLOPs", what: str = "") -> float:
+    """Parse a positive number of ``unit`` (``FLOPs`` or ``MACs``): ``2e17``, ``2.5e16``, ``500T``, ``1P``,
+    ``3G`` (SI suffixes, any case; the unit may follow: ``5TFLOPs``, ``4M MACs``).
+
+    Raises ``ValueError`` (one line, starting with ``what`` if given) that says what is wrong: unreadable,
+    not a number, infinite (also a number beyond the largest float, ``1e400``), negative or zero.
+
+    >>> parse_amount("4M MACs", "MACs")
+    4000000.0
+    >>> parse_amount("-5", "MACs")
+    Traceback (most recent call last):
+    ValueError: '-5' is negative: expected a positive number of MACs
+    """
+    raw = str(text).strip()
+    subject = f"{what} {raw!r}" if what else repr(raw)
+    match = re.fullmatch(r"([+-]?)([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|(?i:infinity|inf|nan))\s*([kKmMgGtTpP]?)"
+                         rf"\s*(?:{_UNIT_WORDS[unit]})?", raw)
+    if not match:
+        raise ValueError(f"cannot read {subject}: give {unit} like {_EXAMPLES[unit]}")
+    sign, number, suffix = match.groups()
+    value = float(number) * _SUFFIX[suffix.lower()]
+    if math.isnan(value):
+        raise ValueError(f"{subject} is not a number: expected a positive number of {unit}")
+    if math.isinf(value):
+        beyond = "" if number.lower().startswith("inf") else f" (beyond the largest float, {sys.float_info.max:.3g})"
+        raise ValueError(f"{subject} is infinite{beyond}: expected a finite number of {unit}")
+    if sign == "-" and value != 0:
+        raise ValueError(f"{subject} is negative: expected a positive number of {unit}")
+    if value == 0:
+        tiny = " (below the smallest float)" if any(d in "123456789" for d in re.split("[eE]", number)[0]) else ""
+        raise ValueError(f"{subject} is zero{tiny}: expected a positive number of {unit}")
+    return value
+
+
 def parse_budget(text: str | float) -> float:
     """Parse a FLOP count: ``2e17``, ``2.5e16``, ``500T``, ``1P``, ``3G`` (SI suffixes, any case).
 
-    Raises ``ValueError`` (one line) for zero, negative, non-finite or unparseable input.
+    Raises ``ValueError`` (one line, naming the budget and what is wrong) for zero, negative, non-finite or
+    unparseable input.
     """
-    raw = str(text).strip()
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]?)(?:FLOPs?|flops?)?", raw)
-    if not match:
-        raise ValueError(f"cannot read budget {raw!r}: give FLOPs like 2e17, 2.5e16, 500T or 1P")
-    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"budget must be a positive number of FLOPs, got {raw!r}")
-    return value
+    return parse_amount(text, "FLOPs", what="budget")
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,8 @@ def option(default: Any, help: str, *, flag: str | None = None, parse: str | Non
            choices: tuple[str, ...] | None = None, bounds: Bounds | None = None, group: str | None = None,
            cli: bool = True) -> Any:
     """A config field that carries its command-line option: ``help``, the flag (default
-    ``--field-name``), how to parse it (``"budget"``, ``"count"``, ``"lam"``; else from the field's
-    type), its choices or numeric bounds and its help group. ``cli=False`` keeps a field off the command
+    ``--field-name``), how to parse it (``"budget"`` for FLOPs, ``"macs"``, ``"count"``, ``"lam"``; else from
+    the field's type), its choices or numeric bounds and its help group. ``cli=False`` keeps a field off the command
     line. The ``grow`` parser is generated from these (growth.cli), and ``validate()`` checks choices and
     bounds from them, so a setting and its range are declared once.
     """
@@ -202,7 +202,7 @@ class GrowConfig(TrainConfig):
     lam: float | str = option("auto", "DessiLBI λ, or auto (one per layer, calibrated to the check interval)",
                               parse="lam", bounds=_POSITIVE, group="DessiLBI")
     target_macs: float | None = option(None, "final inference MACs (default: the best fixed width's MACs at "
-                                       "this budget, from the size rule below)", parse="budget", bounds=_POSITIVE,
+                                       "this budget, from the size rule below)", parse="macs", bounds=_POSITIVE,
                                        group=_GROWTH)
     size_ref_macs: float = option(SIZE_REF_MACS, "size rule: best fixed MACs at --size-ref-budget (measured on "
                                   "CIFAR-10)", bounds=_POSITIVE, group=_GROWTH)
@@ -217,7 +217,7 @@ class GrowConfig(TrainConfig):
                                        "through a published point, this budget ...", parse="budget",
                                        bounds=_POSITIVE, group=_GROWTH)
     size_anchor_macs: float = option(SIZE_ANCHOR_MACS, "... and these MACs (WRN-28-10: 5.2G for 200 CIFAR-10 "
-                                     "epochs)", parse="budget", bounds=_POSITIVE, group=_GROWTH)
+                                     "epochs)", parse="macs", bounds=_POSITIVE, group=_GROWTH)
     min_growth: float = option(1.25, "grow only to a target at least this multiple of the seed's MACs",
                                bounds=_POSITIVE, group=_GROWTH)
     growth_steps: int = option(4, "number of growth events (at least; more where the target needs them), "

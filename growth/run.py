@@ -3,11 +3,14 @@ its config and metadata, loads the data and hands a :class:`~growth.trainer.Trai
 (or the checkpoint); :func:`train` is a fixed architecture trained to the budget.
 
 A resume trusts nothing on disk: the saved config must be a config of this version with settings a run
-can use, and the checkpoint must be this run's (its format, budget, training images, random seed and,
-for a fixed architecture, its genotype), else one-line :class:`~growth.runstore.RunError`. A resume may
+can use (and config.json no key grow does not write: :data:`CONFIG_FILE_KEYS`), and the checkpoint must
+be this run's (its format, budget, training images, random seed and, for a fixed architecture, its
+genotype), else one-line :class:`~growth.runstore.RunError`. A resume may
 change the settings in :data:`~growth.runstore.RESUME_SETTINGS` (``overrides``, ``grow --resume DIR
 --override lr=0.05``); each change is recorded in config.json's ``overrides`` list (when, at which step,
-from what to what), and the changed config is what a later resume continues with.
+from what to what), and the changed config is what a later resume continues with. A resumed run that had
+finished (its ``summary.json`` written) is :attr:`Run.finished`: it is not trained again, and nothing in its
+directory is written.
 
 Example:
     >>> from growth.config import TrainConfig
@@ -123,12 +126,22 @@ def _check_settings(config: TrainConfig) -> None:
         raise ConfigError(f"optimizer settings refused: {first_line(err)}") from None
 
 
+#: The top-level keys of a run's config.json: what :meth:`Run.open` writes (its kind, the config,
+#: :func:`run_metadata`) and the ``overrides`` a resume records. A resume refuses any other key.
+CONFIG_FILE_KEYS = ("kind", "config", "versions", "git_commit", "python", "threads", "overrides")
+
+
 def _read_saved_config(store: RunStore, cls: type[TrainConfig], kind: str) -> tuple[dict[str, Any], TrainConfig]:
     """config.json of the run in ``store`` and the config it holds, checked as a new run's would be."""
     where = store.path / "config.json"
     saved = store.read_json("config.json")
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise RunError(f"{where} has no 'config' settings: not written by grow, or damaged")
+    unknown = [key for key in saved if key not in CONFIG_FILE_KEYS]
+    if unknown:  # a key grow does not write: hand-edited (a setting put beside "config", not in it?) or another version
+        raise RunError(f"{where} holds {'an unknown key' if len(unknown) == 1 else 'unknown keys'} "
+                       f"{', '.join(repr(k) for k in unknown)} (grow writes only {', '.join(CONFIG_FILE_KEYS)}; "
+                       "settings belong under 'config'): hand-edited, or written by another version?")
     if saved.get("kind", "train") != kind:
         raise RunError(f"{store.path} is a {saved.get('kind')} run; resume it with the matching command")
     try:
@@ -215,6 +228,9 @@ class Run:
     store: RunStore
     data: Dataset
     resuming: bool
+    #: A resumed run that had already finished (its summary.json written): :meth:`fit` returns that summary
+    #: and writes nothing.
+    finished: bool = False
 
     @classmethod
     def open(cls, config: TrainConfig, out: str | os.PathLike[str] | None = None,
@@ -253,14 +269,15 @@ class Run:
         data = _load_data(config)
         state = store.load_torch(CHECKPOINT)
         _check_checkpoint(state, config, data, kind, store.path / CHECKPOINT)
+        finished = (store.path / "summary.json").exists()
         if changed:
-            if (store.path / "summary.json").exists():
+            if finished:
                 raise RunError(f"{store.path} is finished (its budget is spent): --override would change nothing")
             record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "step": state.get("loop", {}).get("step"),
                       "settings": changed}
             saved = {**saved, "config": config.to_dict(), "overrides": [*saved.get("overrides", []), record]}
             store.write_json("config.json", saved)
-        return cls(config, store, data, True)
+        return cls(config, store, data, True, finished)
 
     def trainer(self, controller: Controller | None = None, display: Display | None = None) -> Trainer:
         """The seed model (or the genotype) on its device; on resume, the checkpoint restored."""
@@ -281,7 +298,11 @@ class Run:
         return trainer
 
     def fit(self, controller: Controller | None = None, display: Display | None = None) -> dict[str, Any]:
-        """Train to the budget; returns the summary (also written to summary.json)."""
+        """Train to the budget; returns the summary (also written to summary.json). A finished run is not
+        trained again: its summary.json is returned, and nothing in its directory changes."""
+        if self.finished:
+            summary: dict[str, Any] = self.store.read_json("summary.json")
+            return summary
         return self.trainer(controller, display).fit()
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -58,9 +58,38 @@ class RunError(GrowthError, ValueError):
     """A run directory that cannot be created, resumed or read; the message is one line."""
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, opened for writing, with the mode a plain ``open(path, "w")``
+    would give: an existing file's mode where there is one, else 0666 less the umask (``mkstemp`` makes
+    0600, which would hide every run file from the user's group and other users)."""
+    try:
+        keep: int | None = os.stat(path).st_mode & 0o7777
+    except OSError:
+        keep = None
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # 0666: the kernel takes the umask off, as for open()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        if keep is not None and hasattr(os, "fchmod"):
+            try:
+                os.fchmod(fd, keep)  # an existing file's mode, whatever the umask
+            except BaseException:
+                os.close(fd)
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, flushed to disk, renamed over it.
+    The file gets the mode ``open()`` would give it (0644 under the usual umask 022; an existing file keeps
+    its mode)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

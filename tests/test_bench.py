@@ -72,6 +72,38 @@ def test_parse_method():
     assert str(parse_method("timm:resnet18")) == "fixed:timm:resnet18"
     with pytest.raises(ValueError):
         parse_method("uniform")
+    for text, needle in (("fixed:resnet21", "did you mean"), ("grow:nope", "unknown seed 'nope'"),
+                         ("width:nope@2", "unknown seed 'nope'")):
+        with pytest.raises(ValueError, match=needle):
+            parse_method(text)
+
+
+@pytest.mark.parametrize("methods, needles", [
+    ("grow,timm:nope", ("method 'timm:nope'", "unknown timm model 'nope'")),
+    ("frontier:nope", ("method 'frontier:nope'", "unknown seed 'nope'")),
+    ("fixed:resnet8-thin,nope", ("unknown method 'nope'", "frontier:<seed>", "timm:<model>", "width:<seed>@<mult>")),
+])
+def test_bench_checks_every_method_before_it_writes_anything(tmp_path, monkeypatch, capsys, methods, needles):
+    # timm:nope used to fail only when its cell ran: exit 1, a bench directory, a matplotlib warning
+    from growth.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default bench directory would be runs/bench-... here
+    assert main(["bench", "--budget", "1e9", "--methods", methods, "--seeds", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("grow: error: ")
+    assert all(needle in err for needle in needles), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_refuses_a_subset_larger_than_the_data_before_it_writes_anything(tmp_path, capsys):
+    from growth.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["bench", "--budget", "1e9", "--methods", "fixed:resnet8-thin", "--seeds", "0", "--data", "sample",
+                 "--subset", "9999", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "subset=9999" in err and "5400 training images" in err
+    assert not out.exists()
 
 
 def test_uniform_scaling_matches_macs_from_below():

@@ -3,6 +3,7 @@ exit code 2, no traceback, and nothing on disk changed."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -190,6 +191,76 @@ def test_bounds_are_one_rule_for_the_parser_and_a_saved_config(name: str, flag: 
         parser.parse_args([item for pair in {"--budget": "1e12", flag: text}.items() for item in pair])
     with pytest.raises(ConfigError, match=flag):
         GrowConfig(**{"budget_flops": 1e12, name: outside}).validate()
+
+
+@pytest.mark.parametrize("option, value, needles", [
+    ("--target-macs", "-5", ("argument --target-macs:", "'-5' is negative", "MACs")),  # was: cannot read budget
+    ("--budget", "-1", ("argument --budget:", "'-1' is negative", "FLOPs")),             # was: cannot read
+    ("--budget", "-2e9", ("argument --budget:", "'-2e9' is negative")),                  # was: expected one argument
+    ("--target-macs", "-5M", ("argument --target-macs:", "'-5M' is negative")),
+    ("--budget", "1e400", ("argument --budget:", "'1e400' is infinite")),                # was: must be positive
+    ("--budget", "nan", ("argument --budget:", "'nan' is not a number")),
+    ("--size-anchor-macs", "0", ("argument --size-anchor-macs:", "'0' is zero", "MACs")),
+    ("--size-ref-budget", "-1e13", ("argument --size-ref-budget:", "is negative", "FLOPs")),
+])
+def test_a_bad_amount_says_what_is_wrong_and_names_the_option(option: str, value: str,
+                                                              needles: tuple[str, ...]) -> None:
+    from growth.cli import UsageError, build_parser
+
+    parser, _ = build_parser()
+    with pytest.raises(UsageError) as refused:
+        parser.parse_args([option, value, *(["--budget", "1e12"] if option != "--budget" else [])])
+    message = str(refused.value)
+    assert all(needle in message for needle in needles), message
+    assert "\n" not in message and "cannot read" not in message
+
+
+def test_override_takes_the_option_or_the_field_name_and_lists_options() -> None:
+    from growth.cli import UsageError, _overrides
+    from growth.config import GrowConfig, TrainConfig
+
+    def overrides(cls: type, *items: str) -> dict:
+        return _overrides(argparse.Namespace(override=list(items)), cls)
+
+    for key in ("eval-every", "eval_every", "eval_every_frac", "--eval-every"):
+        assert overrides(TrainConfig, f"{key}=0.2") == {"eval_every_frac": 0.2}, key
+    assert overrides(GrowConfig, "batch-size=64", "decay_start_frac=0.5") == {"batch_size": 64,
+                                                                             "decay_start_frac": 0.5}
+    with pytest.raises(UsageError) as refused:
+        overrides(TrainConfig, "tau=1")
+    message = str(refused.value)
+    assert "no such setting" in message and "batch-size" in message and "eval-every" in message
+    assert "_" not in message.partition("can change:")[2], message  # the names as the options spell them
+    # a growth run evaluates at its growth checks: eval-every is not one of its settings, and it says so
+    with pytest.raises(UsageError) as refused:
+        overrides(GrowConfig, "eval-every=0.2")
+    message = str(refused.value)
+    assert "no such setting" not in message and "growth steps" in message and "eval-every" not in \
+        message.partition("can change:")[2], message
+
+
+def test_override_help_lists_what_each_command_can_change() -> None:
+    from growth.cli import build_parser
+
+    grow_parser, subs = build_parser()
+
+    def override_help(parser: argparse.ArgumentParser) -> str:
+        return next(a.help or "" for a in parser._actions if a.dest == "override")
+
+    assert "eval-every" in override_help(subs["train"])
+    assert "eval-every" not in override_help(grow_parser)  # `grow` has no --eval-every to change
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from growth.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out, err = capsys.readouterr()
+    assert out == f"grow (growth-automl) {version('growth-automl')}\n" and err == ""
 
 
 def test_resume_non_run_dir(ws: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from growth.compute import TRAIN_FLOPS_PER_FORWARD_FLOP, Ledger, ModelCost, measure_cost, parse_budget
+from growth.compute import TRAIN_FLOPS_PER_FORWARD_FLOP, Ledger, ModelCost, measure_cost, parse_amount, parse_budget
 from search_spaces import VGGGenotype, build_model, create_model, get_genotype
 
 # --------------------------------------------------------------------------- parse_budget
@@ -76,6 +76,29 @@ def test_parse_budget_error_names_the_input() -> None:
         parse_budget("junk")
     with pytest.raises(ValueError, match="positive"):
         parse_budget("0")
+
+
+@pytest.mark.parametrize("text, wrong", [
+    ("-1", "is negative"), ("-2.5e16", "is negative"), ("-5T", "is negative"), ("1e400", "is infinite (beyond"),
+    ("inf", "is infinite"), ("nan", "is not a number"), ("0", "is zero"), ("0T", "is zero"),
+    ("1e-400", "is zero (below"), ("junk", "cannot read"), ("1 X", "cannot read"),
+])
+def test_parse_amount_says_what_is_wrong(text: str, wrong: str) -> None:
+    # '-1' once read as unreadable and '1e400' as not positive
+    for unit in ("FLOPs", "MACs"):
+        with pytest.raises(ValueError) as excinfo:
+            parse_amount(text, unit)
+        message = str(excinfo.value)
+        assert wrong in message and repr(text) in message and unit in message and "\n" not in message
+    with pytest.raises(ValueError) as excinfo:
+        parse_budget(text)
+    assert (f"budget {text!r} {wrong}" if "cannot" not in wrong else f"{wrong} budget {text!r}") in str(excinfo.value)
+
+
+def test_parse_amount_reads_its_unit() -> None:
+    assert parse_amount("4M MACs", "MACs") == parse_amount("4e6", "MACs") == 4e6
+    with pytest.raises(ValueError, match="give MACs like"):
+        parse_amount("5TFLOPs", "MACs")  # a FLOP count given for MACs
 
 
 # --------------------------------------------------------------------------- Ledger

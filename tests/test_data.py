@@ -82,8 +82,16 @@ def test_sample_subset_val_size_and_seed(sample: Dataset) -> None:
     assert not torch.equal(other.val_x, sample.val_x)
     custom = load_dataset("sample", val_size=100)
     assert (custom.train_x.shape[0], custom.val_x.shape[0]) == (5900, 100)
-    huge = load_dataset("sample", subset=10**6)  # more than available: keeps all
-    assert huge.train_x.shape[0] == 5400
+    every = load_dataset("sample", subset=5400)  # all the training images there are
+    assert torch.equal(every.train_x, sample.train_x)
+
+
+def test_a_subset_larger_than_the_training_images_is_refused(sample: Dataset) -> None:
+    # It used to be ignored: the run trained on all 5,400 and recorded subset=100000.
+    with pytest.raises(DataError) as e:
+        load_dataset("sample", subset=5401)
+    message = one_line_error(e)
+    assert "subset=5401" in message and "5400 training images" in message and "sample" in message
 
 
 def test_sample_val_disjoint_from_train(sample: Dataset) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_grow, start_grow
+from conftest import run_grow, snapshot, start_grow
 
 from growth.compute import measure_cost
 from growth.config import TrainConfig
@@ -241,14 +241,64 @@ def test_resume_twice_after_two_kills(full_run: Path, tmp_path: Path) -> None:
 def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "done"
     shutil.copytree(full_run, run)
-    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    before = snapshot(run)
     result = run_grow("train", "--resume", str(run), "--quiet")
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in run.iterdir()) == sorted(before)  # no new files
-    for name in ("config.json", "metrics.jsonl", "summary.json", "genotype.json"):
-        assert (run / name).read_bytes() == before[name], name
+    assert "Traceback" not in result.stderr and "is finished" in result.stdout
+    assert snapshot(run) == before  # no file written, not even again with the same bytes
     _assert_same_run(full_run, run)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished training run of a few steps, trained in this process (about a second)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    try:
+        train(TrainConfig(seed="resnet8-thin", data="sample", subset=64, val_size=32, budget_flops=2e8, seed_value=0),
+              out=out)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_resume_of_a_finished_run_says_so_in_one_line_and_touches_nothing(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It used to train zero steps and write checkpoint.pt, weights.pt, genotype.json and summary.json again.
+    from growth.cli import main
+    from growth.run import Run
+
+    run = tmp_path / "done"
+    shutil.copytree(tiny_run, run)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines() == [f"{run} is finished (its budget is spent): nothing to resume, nothing "
+                                        f"changed; its results are in {run / 'summary.json'}"] and err == ""
+    assert snapshot(run) == before  # names, sizes, modification times and bytes
+    resumed = Run.open(TrainConfig(), resume=run)  # the library's way: the saved summary, nothing written
+    assert resumed.finished and resumed.fit() == json.loads((run / "summary.json").read_text())
+    assert snapshot(run) == before
+
+
+def test_a_config_file_with_a_key_grow_does_not_write_is_refused_on_resume(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from growth.cli import main
+    from growth.run import CONFIG_FILE_KEYS
+
+    saved = json.loads((tiny_run / "config.json").read_text())
+    assert set(saved) <= set(CONFIG_FILE_KEYS)  # what a run writes is accepted
+    run = tmp_path / "edited"
+    shutil.copytree(tiny_run, run)
+    (run / "summary.json").unlink()  # unfinished: a resume would train
+    (run / "config.json").write_text(json.dumps({**saved, "lr": 0.05}))  # meant: saved["config"]["lr"]
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("grow: error: ")
+    assert "config.json" in err and "unknown key 'lr'" in err, err
+    assert snapshot(run) == before
 
 
 GROW_ARGS = ["--seed", "resnet8-thin", "--data", "sample", "--subset", "1000", "--budget", "6e10",

@@ -60,8 +60,8 @@ def load_dataset(
 
     ``val_size`` defaults to 5,000 for cifar10/cifar100 and for any training
     split of at least 50,000 images, else 10% of train (rounded). ``subset=N``
-    then keeps at most N of the remaining training images (seeded; keeps all
-    when fewer are available). ``split_seed`` drives both choices.
+    then keeps N of the remaining training images (seeded; a ``DataError`` naming
+    the set's size when fewer are available). ``split_seed`` drives both choices.
 
     Example::
 

@@ -140,6 +140,11 @@ def _split(
     # The rest of perm is already a seeded shuffle, so its head is a seeded subset.
     train_idx = perm[val_size:]
     if subset is not None:
+        if subset > len(train_idx):  # a run would train on fewer images than it asked for, and say so nowhere
+            raise DataError(
+                f"subset={subset} is more than the {len(train_idx)} training images {name} has ({n} less the "
+                f"{val_size} validation images); pass a subset of at most {len(train_idx)}, or none for all"
+            )
         train_idx = train_idx[:subset]
     train_idx = train_idx.sort().values
     train_x = raw.train_x.index_select(0, train_idx)
