@@ -4,9 +4,15 @@ Layout of a bench directory::
 
     bench.json                 the bench's settings and one entry per finished cell
     bench.md                   the table (method, widths, depth, params, MACs, test acc mean ± std, ...)
-    acc_vs_macs.png            test accuracy against inference MACs, Pareto front marked
-    acc_vs_train_flops.png     test accuracy against training FLOPs
-    cells/<method>/seed<k>/    an ordinary run directory per cell (config, metrics, summary, ...)
+    acc_vs_macs.png            test accuracy against inference MACs, Pareto front ringed; points at the same
+                               MACs side by side, a linear axis under a 2x range
+    acc_vs_train_flops.png     test accuracy against training FLOPs (only where cells spent different FLOPs)
+    learning_curves.png        where every cell spent the same budget instead: validation accuracy against
+                               training FLOPs, one line per method, mean over seed values (metrics.jsonl)
+    acc_by_method.png          where methods share a size target: test accuracy per method, mean ± std,
+                               MACs in the label, best on top
+    cells/<method>/seed<k>/    an ordinary run directory per cell (config, metrics, summary, ...); a growing
+                               method's cell also its growth timeline, growth.png (growth.report)
 
 A cell with a ``summary.json`` is finished and skipped; a cell with a checkpoint is resumed; so
 ``grow bench`` can be re-run with the same arguments after any interruption. ``grow`` cells run
@@ -26,6 +32,9 @@ bench is continued; methods and seeds may be added.
 (same entries, same order); what orders them is kept: a cell that takes its size target or genotype from
 the ``grow`` cell of its seed starts after it, and a cell is compared for twins only with the cells before
 it in the serial order. The table and plots are rewritten after each finished cell, in both modes.
+
+Each method has a colour and a marker of its own in every figure (:func:`method_styles`); methods that are
+the same run are drawn once, named together.
 
 Two cells whose training is the same (same :func:`run_identity`) are run once: the later one is
 recorded as ``same_as`` the earlier and its row says so. This happens where the budget rule keeps
@@ -48,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from growth.config import TrainConfig
+from growth.report import si
 from growth.runstore import CHECKPOINT, RunError, RunStore, atomic_write_json
 from search_spaces import GrowthError
 from search_spaces.errors import first_line
@@ -62,6 +72,8 @@ RUN_START_FILES = {"config.json", "metrics.jsonl", "growth.jsonl"}
 GROWTH_TARGETED = ("grow", "grow-uniform", "grow-price")
 # Methods that take their size from the grow cell of the same seed value (unless --target-macs): equal MACs.
 SIZE_TARGETED = ("uniform", "slimming", "dessilbi-prune", "sss", "scs", "vt", "net2net")
+# Methods whose cells grow a network: each gets its growth timeline, growth.png, when it finishes.
+GROWING_METHODS = (*GROWTH_TARGETED, "vt", "net2net")
 SHAPING_SETTINGS = ("budget_flops", "data", "subset", "val_size", "target_macs", "target_growth")
 
 
@@ -250,7 +262,20 @@ def _run_cell(spec: MethodSpec, seed: int, grow_spec: MethodSpec, base: TrainCon
             display.close()
     log(f"[bench] {key}: test_acc {summary['test_acc']:.4f}  MACs {summary['macs'] / 1e6:.2f}M  "
         f"train FLOPs {summary['train_flops']:.3g}")
+    if spec.name in GROWING_METHODS:
+        draw_growth(directory, key, log)
     return _cell_entry(spec, seed, out, directory, identity)
+
+
+def draw_growth(directory: Path, key: str, log: Callable[[str], None]) -> None:
+    """A finished growth cell's timeline, ``growth.png`` (growth.report); a failure to draw is logged, never the
+    cell's (its results are already written)."""
+    try:
+        from growth.report import growth_report
+
+        growth_report(directory)
+    except Exception as err:
+        log(f"[bench] {key}: growth.png not drawn ({one_line(err)}); the cell's results are kept")
 
 
 def cpu_slots(jobs: int) -> list[dict[str, int]]:
@@ -568,43 +593,303 @@ def format_points(row: dict, key: str) -> str:
     return f"{100 * row[key]:+.2f} ± {100 * row[key + '_std']:.2f}"
 
 
-def plot(record: dict, out: Path) -> list[Path]:
-    import matplotlib
+# Every method gets a colour and a marker of its own (method_styles), in the bench's method order.
+# (grey comes last: it is the fixed-width frontier's line)
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+          "#000000", "#800000", "#000075", "#469990", "#f032e6", "#b8860b", "#4b0082", "#7f7f7f", "#ffb000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "8", "d", "H", "1", "2", "3")
+FIGURES = ("acc_vs_macs.png", "acc_vs_train_flops.png", "learning_curves.png", "acc_by_method.png")
+SAME_BUDGET = 0.05   # cells whose training FLOPs differ by less than this share spent the same budget (a bench
+#                      gives every cell one budget; each stops within a step of it)
+SAME_SIZE = 0.05     # methods whose MACs differ by less than this share were sized to the same target
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def method_styles(methods: list[str]) -> dict[str, tuple[Any, str]]:
+    """(colour, marker) of every method: no two methods share either (beyond the fixed lists, colours come
+    from a continuous map and markers are numbers).
+
+    >>> styles = method_styles(["grow", "grow-uniform", "sss"])
+    >>> styles["grow"], styles["grow-uniform"]
+    (('#1f77b4', 'o'), ('#ff7f0e', 's'))
+    """
+    n = len(methods)
+    colors: list[Any] = list(COLORS[:n])
+    if n > len(COLORS):
+        from matplotlib import colormaps
+
+        turbo = colormaps["turbo"]
+        extra = n - len(COLORS)
+        colors += [tuple(turbo(0.05 + 0.9 * i / max(extra - 1, 1))) for i in range(extra)]
+    markers = [MARKERS[i] if i < len(MARKERS) else f"${i + 1}$" for i in range(n)]
+    return {m: (colors[i], markers[i]) for i, m in enumerate(methods)}
+
+
+def same_budget(record: dict) -> bool:
+    """Whether every finished cell spent the same training FLOPs (then accuracy against training FLOPs says
+    nothing: the learning curves are drawn instead)."""
+    spent = [c["train_flops"] for c in finished(record["cells"].values()) if c.get("train_flops")]
+    return bool(spent) and max(spent) - min(spent) <= SAME_BUDGET * max(spent)
+
+
+def plot_points(rows: list[dict]) -> list[tuple[dict, list[str]]]:
+    """The rows to draw, each with the methods that are the same run as it (drawn once, named in its label).
+
+    >>> rows = [{"method": "grow", "same_as": []}, {"method": "dessilbi", "same_as": ["grow"]}]
+    >>> [(r["method"], twins) for r, twins in plot_points(rows)]
+    [('grow', ['dessilbi'])]
+    """
+    by_method = {r["method"]: r for r in rows}
+    twins: dict[str, list[str]] = {r["method"]: [] for r in rows}
+    merged = set()
+    for r in rows:
+        if len(r["same_as"]) == 1 and r["same_as"][0] in by_method and not by_method[r["same_as"][0]]["same_as"]:
+            twins[r["same_as"][0]].append(r["method"])
+            merged.add(r["method"])
+    return [(r, twins[r["method"]]) for r in rows if r["method"] not in merged]
+
+
+def shares_size_target(points: list[tuple[dict, list[str]]]) -> bool:
+    """Whether two of the drawn rows have (nearly) the same MACs: methods sized to one target, which the
+    accuracy-vs-MACs plot can only draw side by side (then the per-method dot plot is drawn too)."""
+    macs = sorted(r["macs"] for r, _ in points)
+    return any(b - a <= SAME_SIZE * b for a, b in zip(macs, macs[1:]))
+
+
+def bench_figures(record: dict) -> list[str]:
+    """The figures :func:`plot` draws for ``record`` (see the module's docstring)."""
     rows = summarise(record)
+    if not rows:
+        return []
+    names = ["acc_vs_macs.png", "learning_curves.png" if same_budget(record) else "acc_vs_train_flops.png"]
+    if shares_size_target(plot_points(rows)):
+        names.append("acc_by_method.png")
+    return names
+
+
+def _label(row: dict, twins: list[str], wrap: bool = True) -> str:
+    return row["method"] + (f"{chr(10) if wrap else ' '}(same run: {', '.join(twins)})" if twins else "")
+
+
+def plot(record: dict, out: Path) -> list[Path]:
+    """Draw :func:`bench_figures` into ``out`` (atomically) and remove the other figures of :data:`FIGURES`,
+    left by an earlier report of the same bench; the paths written."""
+    from growth.runstore import atomic_write_bytes
+
+    names = bench_figures(record)
+    rows = summarise(record)
+    methods = list(dict.fromkeys(list(record["settings"]["methods"]) + [r["method"] for r in rows]))
+    styles = method_styles(sorted(methods, key=lambda m: m.partition(":")[0] != "grow"))  # grow's colour: the first
+    drawers = {"acc_vs_macs.png": lambda: _acc_vs_cost(record, rows, styles, "macs"),
+               "acc_vs_train_flops.png": lambda: _acc_vs_cost(record, rows, styles, "train_flops"),
+               "learning_curves.png": lambda: _learning_curves(record, rows, styles, out),
+               "acc_by_method.png": lambda: _acc_by_method(record, rows, styles)}
     paths = []
-    for cost, label, name in (("macs", "inference MACs per image", "acc_vs_macs.png"),
-                              ("train_flops", "training FLOPs", "acc_vs_train_flops.png")):
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-        front = set(pareto(rows, cost))
-        for r in rows:
-            on = r["method"] in front
-            ax.errorbar(r[cost], 100 * r["test_acc"], yerr=100 * r["test_acc_std"], fmt="o" if on else "s",
-                        ms=8 if on else 6, capsize=3, label=r["method"] + (" (Pareto)" if on else ""))
-        pts = sorted((r[cost], 100 * r["test_acc"]) for r in rows if r["method"] in front)
-        if len(pts) > 1:
-            ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="k", lw=1, ls="--")
-        curve = sorted((r[cost], 100 * r["test_acc"]) for r in rows if is_frontier(r["method"]))
-        if len(curve) > 1:
-            ax.plot([p[0] for p in curve], [p[1] for p in curve], color="tab:gray", lw=1.5,
-                    label="fixed-width frontier (SGD)")
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"budget {record['settings']['budget_flops']:.3g} training FLOPs")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        path = out / name
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        tmp.replace(path)
-        paths.append(path)
+    for name in names:
+        atomic_write_bytes(out / name, _png(drawers[name]()))
+        paths.append(out / name)
+    for name in FIGURES:
+        if name not in names:
+            (out / name).unlink(missing_ok=True)
     return paths
+
+
+def _size(marker: str) -> float:
+    """Marker size: the thin shapes (star, plus, cross, triangles of lines) a little larger, to weigh the same."""
+    return 11.0 if marker in ("*", "P", "X", "1", "2", "3") else 8.0
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)  # the legend outside the axes too
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    return fig, fig.subplots()
+
+
+def _title(record: dict) -> str:
+    s = record["settings"]
+    seeds = ", ".join(map(str, s["seeds"]))
+    return (f"{s['budget_flops']:.3g} training FLOPs on {Path(str(s['data'])).name} "
+            f"(seed value{'s' if len(s['seeds']) > 1 else ''} {seeds})")
+
+
+def _legend_outside(ax: Any) -> None:
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, labelspacing=0.9)
+
+
+def _acc_vs_cost(record: dict, rows: list[dict], styles: dict[str, tuple[Any, str]], cost: str) -> Any:
+    """Test accuracy (mean ± std over seeds) against inference MACs or training FLOPs; the Pareto front ringed
+    and joined, the fixed-width frontier as a grey line. Points at (nearly) the same cost are drawn side by side
+    so that none hides another; on a range under 2x the axis is linear, with few plain tick labels."""
+    points = plot_points(rows)
+    fig, ax = _figure(10.5, 5.0)
+    xs = _spread_axis(ax, [r[cost] for r, _ in points])
+    front = set(pareto([r for r, _ in points], cost))
+    spread = any(abs(x - r[cost]) > 1e-9 * r[cost] for x, (r, _) in zip(xs, points))
+    for x, (r, twins) in zip(xs, points):
+        color, marker = styles[r["method"]]
+        ax.errorbar([x], [100 * r["test_acc"]], yerr=[100 * r["test_acc_std"]], ls="none", marker=marker, color=color,
+                    ms=_size(marker), capsize=3, mec="white" if marker not in "1234" else color, mew=0.6, zorder=3,
+                    label=_label(r, twins))
+    ringed = [(x, 100 * r["test_acc"]) for x, (r, _) in zip(xs, points) if r["method"] in front]
+    if ringed:
+        ax.scatter([p[0] for p in ringed], [p[1] for p in ringed], s=260, facecolors="none", edgecolors="k",
+                   lw=1.1, zorder=2, label="Pareto front (ringed)")
+    path = sorted((r[cost], x, 100 * r["test_acc"]) for x, (r, _) in zip(xs, points) if r["method"] in front)
+    if len(path) > 1:
+        ax.step([p[1] for p in path], [p[2] for p in path], where="post", color="k", lw=0.8, ls="--", zorder=1)
+    curve = sorted((r[cost], x, 100 * r["test_acc"]) for x, (r, _) in zip(xs, points) if is_frontier(r["method"]))
+    if len(curve) > 1:
+        ax.plot([p[1] for p in curve], [p[2] for p in curve], color="0.6", lw=1.5, zorder=1,
+                label="fixed-width frontier (SGD)")
+    what = "inference MACs per image" if cost == "macs" else "training FLOPs"
+    ax.set_xlabel(what + (" (points at nearly equal values drawn side by side)" if spread else ""))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(_title(record), fontsize=10)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+    return fig
+
+
+def _spread_axis(ax: Any, values: list[float]) -> list[float]:
+    """Set up ``ax``'s x axis for ``values`` (linear under a 2x range, else log; a few plain tick labels) and
+    return the positions to draw them at: values closer than 2.5% of the axis are spread side by side."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+
+    lo, hi = min(values), max(values)
+    log = hi >= 2 * lo > 0
+    to_u = (lambda v: math.log10(v)) if log else (lambda v: v)
+    from_u = (lambda u: 10 ** u) if log else (lambda u: u)
+    u_lo, u_hi = to_u(lo), to_u(hi)
+    span = (u_hi - u_lo) or (0.02 * abs(u_lo) if not log else 0.01) or 1.0
+    pad = 0.12 * span
+    axis_width = span + 2 * pad
+    step = 0.025 * axis_width
+    order = sorted(range(len(values)), key=lambda i: (to_u(values[i]), i))
+    clusters: list[list[int]] = []
+    for i in order:
+        if clusters and to_u(values[i]) - to_u(values[clusters[-1][0]]) < 0.5 * step:
+            clusters[-1].append(i)
+        else:
+            clusters.append([i])
+    u = {i: to_u(values[i]) for i in range(len(values))}
+    for cluster in clusters:
+        centre = sum(u[i] for i in cluster) / len(cluster)
+        for j, i in enumerate(cluster):  # in the order of their values, then the methods' order
+            u[i] = centre + (j - (len(cluster) - 1) / 2) * step
+    half = max(pad, *(abs(u[i] - to_u(values[i])) + 0.5 * step for i in u)) if u else pad
+    low, high = from_u(u_lo - half), from_u(u_hi + half)
+    if log:
+        ax.set_xscale("log")
+        if hi < 10 * lo:
+            nice = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+            ax.xaxis.set_major_locator(FixedLocator([t for t in nice if low <= t <= high]))
+        else:
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
+    else:
+        ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        unit, suffix = next(((s, x) for s, x in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if hi >= s),
+                            (1.0, ""))
+        tick_step = (ticks[1] - ticks[0]) / unit if len(ticks) > 1 else 1.0
+        decimals = max(0, -math.floor(math.log10(tick_step) + 1e-9)) if tick_step > 0 else 0
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / unit:.{decimals}f}{suffix}"))
+    ax.set_xlim(low, high)
+    return [from_u(u[i]) for i in range(len(values))]
+
+
+def learning_curve(directory: Path) -> list[tuple[float, float]]:
+    """(training FLOPs, validation accuracy) at each evaluation of a cell's run (its ``metrics.jsonl``)."""
+    return [(float(m["train_flops"]), float(m["val_acc"])) for m in RunStore(directory).read_jsonl("metrics.jsonl")
+            if isinstance(m.get("val_acc"), (int, float)) and isinstance(m.get("train_flops"), (int, float))]
+
+
+def mean_curve(curves: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The mean of several learning curves: point by point where they have the same evaluations, else on the
+    shortest's training FLOPs (the others interpolated linearly).
+
+    >>> mean_curve([[(1.0, 0.2), (2.0, 0.4)], [(1.0, 0.4), (2.0, 0.6)]])
+    [(1.0, 0.3), (2.0, 0.5)]
+    """
+    curves = [c for c in curves if c]
+    if not curves:
+        return []
+    if len({len(c) for c in curves}) == 1:
+        return [(round(sum(c[i][0] for c in curves) / len(curves), 6), round(sum(c[i][1] for c in curves) /
+                 len(curves), 12)) for i in range(len(curves[0]))]
+    grid = [x for x, _ in min(curves, key=len)]
+
+    def at(curve: list[tuple[float, float]], x: float) -> float:
+        if x <= curve[0][0]:
+            return curve[0][1]
+        for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+            if x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+        return curve[-1][1]
+
+    return [(x, sum(at(c, x) for c in curves) / len(curves)) for x in grid]
+
+
+def _learning_curves(record: dict, rows: list[dict], styles: dict[str, tuple[Any, str]], out: Path) -> Any:
+    """Validation accuracy against training FLOPs, one line per method (mean over its seed values): where every
+    cell spent the same budget, how each got to its accuracy is what differs."""
+    fig, ax = _figure(10.5, 5.0)
+    cells = finished(record["cells"].values())
+    curves: list[tuple[dict, list[str], list[tuple[float, float]], list[str]]] = []
+    for r, twins in plot_points(rows):
+        dirs = sorted({c["dir"] for c in cells if c["method"] == r["method"] and c.get("dir")})
+        curve = mean_curve([learning_curve(out / d) for d in dirs if (out / d).is_dir()])
+        same = next((c for c in curves if c[2] == curve), None)
+        if same is not None:  # a different method that trained the very same curve (a growth rule that did not grow)
+            same[3].append(r["method"])
+        elif curve:
+            curves.append((r, twins, curve, []))
+    for r, twins, curve, identical in curves:
+        color, marker = styles[r["method"]]
+        note = f"\n(the same curve: {', '.join(identical)})" if identical else ""
+        ax.plot([x for x, _ in curve], [100 * y for _, y in curve], marker=marker, color=color,
+                ms=0.75 * _size(marker), lw=1.3, mec="white" if marker not in "1234" else color, mew=0.5,
+                label=f"{_label(r, twins)}: test {100 * r['test_acc']:.2f}%{note}")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlim(0, record["settings"]["budget_flops"])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
+    ax.set_xlabel("training FLOPs (every cell spent the same budget)")
+    ax.set_ylabel("validation accuracy (%), mean over seeds")
+    ax.set_title(_title(record), fontsize=10)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+    return fig
+
+
+def _acc_by_method(record: dict, rows: list[dict], styles: dict[str, tuple[Any, str]]) -> Any:
+    """Test accuracy, mean ± std over seeds, one row per method (best on top), its MACs in its label: methods
+    sized to one target compared where the accuracy-vs-MACs plot can only put them side by side."""
+    points = sorted(plot_points(rows), key=lambda p: -p[0]["test_acc"])
+    fig, ax = _figure(6.0, 1.3 + 0.36 * len(points))
+    for y, (r, _) in enumerate(points):
+        color, marker = styles[r["method"]]
+        ax.errorbar([100 * r["test_acc"]], [y], xerr=[100 * r["test_acc_std"]], ls="none", marker=marker, color=color,
+                    ms=_size(marker), capsize=3, mec="white" if marker not in "1234" else color, mew=0.6)
+    ax.set_yticks(range(len(points)))
+    ax.set_yticklabels([f"{_label(r, twins, wrap=False)}   {r['macs'] / 1e6:.2f}M MACs" for r, twins in points],
+                       fontsize=7.5)
+    ax.set_ylim(len(points) - 0.5, -0.5)
+    seeds = len(record["settings"]["seeds"])
+    ax.set_xlabel(f"test accuracy (%), mean ± std over {seeds} seed value{'s' if seeds > 1 else ''}")
+    ax.set_title(_title(record), fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    return fig
 
 
 def write_report(out: Path) -> dict:

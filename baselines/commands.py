@@ -1,5 +1,8 @@
 """``grow bench`` and ``grow report``: the baselines' subcommands of the ``grow`` command line.
 
+``grow report DIR`` rebuilds a bench's table and plots (:func:`baselines.bench.write_report`) or, given a run
+directory, draws its growth timeline (:func:`growth.report.growth_report`).
+
 The engine does not import the baselines; these commands reach ``grow`` through the entry-point
 group ``growth.commands`` declared in ``pyproject.toml`` (see :mod:`growth.cli`)::
 
@@ -70,7 +73,8 @@ def _growth_factor(text: str) -> float:
 
 def add_report_arguments(report: argparse.ArgumentParser) -> None:
     """The arguments of ``grow report``."""
-    report.add_argument("dir")
+    report.add_argument("dir", help="a bench directory (bench.json): its table and plots are rebuilt; or a run "
+                        "directory (config.json, metrics.jsonl): its growth timeline is drawn into growth.png")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -132,13 +136,20 @@ def _devices(text: str | None, device: str) -> list[int] | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """A bench's table and plots (``bench.json`` there), else a run's growth timeline (growth.report)."""
     from pathlib import Path
 
+    path = Path(args.dir)
+    if not (path / "bench.json").is_file():
+        from growth.report import growth_report
+
+        print(growth_report(path).describe())  # not a run either: one line, growth.runstore.RunError
+        return 0
     from .bench import print_table, write_report
 
-    record = write_report(Path(args.dir))
+    record = write_report(path)
     print_table(record)
-    print(f"wrote {Path(args.dir) / 'bench.md'} and the plots")
+    print(f"wrote {path / 'bench.md'} and the plots")
     return 0
 
 
@@ -146,5 +157,6 @@ bench = Command(
     description="Run every method x seed at one training-FLOP budget (resumable: finished cells are skipped).",
     add_arguments=add_bench_arguments, run=cmd_bench)
 report = Command(
-    description="Rebuild bench.md and the plots of a bench directory from its files.",
+    description="Rebuild bench.md and the plots of a bench directory from its files, or draw a run directory's "
+                "growth timeline (widths, Γ's scores, validation accuracy against training FLOPs) into growth.png.",
     add_arguments=add_report_arguments, run=cmd_report)

@@ -13,7 +13,8 @@
     grow search --show --out runs/s                           its Pareto front (table, pareto.png)
     grow bench --budget 2e13 --methods grow,slimming,... --seeds 0,1 --data DIR
                                                               growth against baselines, equal budget
-    grow report DIR                                           rebuild a bench's table and plots
+    grow report DIR                                           rebuild a bench's table and plots, or draw
+                                                              a run's growth timeline (DIR/growth.png)
     grow --version                                            the installed version
 
 Every bad input ends with one line on stderr and exit code 2: every error raised on purpose derives

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from conftest import run_grow
 
 import search_spaces
 from baselines import parse_method
-from baselines.bench import frontier_gaps, interpolate, pareto, summarise
+from baselines.bench import bench_figures, frontier_gaps, interpolate, method_styles, pareto, summarise, write_report
 from baselines.fixed import match_macs, uniform_genotype
 from growth.compute import measure_cost
 
@@ -38,8 +40,14 @@ def test_bench_runs_every_cell_at_one_budget_and_resumes(tmp_path):
         assert uniform <= grown
     table = (out / "bench.md").read_text()
     assert "| grow" in table and "±" in table
-    for name in ("acc_vs_macs.png", "acc_vs_train_flops.png"):
+    figures = bench_figures(record)  # every cell spent the one budget: learning curves, not acc vs FLOPs
+    assert figures[:2] == ["acc_vs_macs.png", "learning_curves.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(figures)
+    for name in figures:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each growth cell drew its growth timeline when it finished; the other cells did not
+    assert sorted(str(p.parent.relative_to(out)) for p in out.glob("cells/*/*/growth.png")) == [
+        "cells/grow/seed0", "cells/grow/seed1"]
 
     # Re-running skips finished cells: no summary is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/*/summary.json")}
@@ -406,3 +414,82 @@ def test_target_growth_sizes_each_growth_cell_by_its_own_seed_and_target_macs_do
         config, _, _ = _plan(parse_method(method), 0, parse_method("grow"), base, data, shape, record, tmp_path,
                              target_macs)
         assert config.target_macs == (pytest.approx(expected) if expected else None), method
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "runs" / "recorded"
+
+
+def copy_bench(name: str, tmp_path: Path) -> Path:
+    """A recorded bench's files without its weights and checkpoints (the report reads only the JSON)."""
+    out = tmp_path / name
+    shutil.copytree(RECORDED / name, out, ignore=shutil.ignore_patterns("*.pt"))
+    return out
+
+
+def test_every_method_gets_a_colour_and_a_marker_of_its_own():
+    methods = ["grow", "grow-uniform", "grow-price", "scs", "sss", "slimming", "dessilbi-prune", "vt", "net2net",
+               "scratch", "uniform:resnet20-thin", "dessilbi:resnet20-thin", "fixed:resnet20", "timm:resnet18",
+               *(f"width:resnet20-thin@{m}" for m in (1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4))]
+    styles = method_styles(methods)
+    assert len({color for color, _ in styles.values()}) == len({marker for _, marker in styles.values()}) == 22
+    assert styles["grow"][0] != styles["grow-uniform"][0] and styles["grow"][1] != styles["grow-uniform"][1]
+    assert method_styles(methods) == styles  # the same in every figure of a bench
+
+
+def test_a_same_budget_bench_draws_learning_curves_instead_of_accuracy_against_training_flops(tmp_path):
+    out = copy_bench("bench-shape-1e13-entry-rate", tmp_path)
+    (out / "acc_vs_train_flops.png").write_bytes(b"left by an older report")
+    write_report(out)
+    drawn = {p.name for p in out.glob("*.png")}
+    assert drawn == {"acc_vs_macs.png", "learning_curves.png", "acc_by_method.png"}  # the stale one is gone
+    for name in drawn:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # A cell that spent half the budget: accuracy against training FLOPs means something again.
+    summary = out / "cells" / "grow-resnet20-flat" / "seed0" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "train_flops": 5e12}))
+    write_report(out)
+    assert {p.name for p in out.glob("*.png")} == {"acc_vs_macs.png", "acc_vs_train_flops.png", "acc_by_method.png"}
+
+
+def test_the_per_method_dot_plot_is_drawn_only_where_methods_share_a_size_target():
+    def figures(name):
+        return bench_figures(json.loads((RECORDED / name / "bench.json").read_text()))
+
+    assert "acc_by_method.png" in figures("bench-cifar10jpeg-1e13-all")         # all sized to grow's 2.62M MACs
+    assert "acc_by_method.png" not in figures("bench-cifar10jpeg-3e12-frontier")  # widths 1.75x or more apart
+
+
+def test_on_a_narrow_macs_range_the_axis_is_linear_few_labels_and_no_point_hides_another():
+    from matplotlib.figure import Figure
+
+    from baselines.bench import _spread_axis
+
+    ax = Figure().subplots()
+    macs = [2.6015e6, 2.6076e6, 2.6175e6, 2.6175e6, 2.6175e6, 2.6175e6]  # the 1e13 bench: under 1% apart
+    xs = _spread_axis(ax, macs)
+    assert ax.get_xscale() == "linear"
+    labels = [ax.xaxis.get_major_formatter()(t, i) for i, t in enumerate(ax.get_xticks())]
+    assert 2 <= len(labels) <= 5 and len(set(labels)) == len(labels) and all(label.endswith("M") for label in labels)
+    low, high = ax.get_xlim()
+    gaps = sorted(xs)
+    assert min(b - a for a, b in zip(gaps, gaps[1:])) > 0.02 * (high - low)  # side by side, none on another
+    assert xs[:2] == macs[:2]  # points apart from the others stay where they are
+    assert abs(sum(xs[2:]) / 4 - 2.6175e6) < 1  # the four equal ones are spread around their value
+
+    ax = Figure().subplots()
+    _spread_axis(ax, [0.68e6, 2.6e6, 10.2e6])  # the frontier bench: a wide range stays logarithmic
+    assert ax.get_xscale() == "log"
+
+
+def test_a_growth_timeline_that_cannot_be_drawn_is_logged_and_never_fails_the_cell(tmp_path):
+    from baselines.bench import draw_growth
+
+    cell = tmp_path / "cells" / "grow" / "seed0"
+    cell.mkdir(parents=True)
+    (cell / "config.json").write_text("{not json")  # a cell whose files cannot be read: the drawing fails
+    (cell / "metrics.jsonl").write_text("")
+    logged = []
+    draw_growth(cell, "grow/seed0", logged.append)
+    assert len(logged) == 1 and logged[0].startswith("[bench] grow/seed0: growth.png not drawn (")
+    assert "\n" not in logged[0] and not (cell / "growth.png").exists()
