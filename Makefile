@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Grow resnet20-thin on the shipped Fashion-MNIST sample (offline, about a minute on 2 CPU cores).
+# Grow resnet20-thin on the shipped Fashion-MNIST sample (offline, about 3 minutes on one CPU core).
 # At so small a budget the size rule (calibrated on CIFAR-10) would keep the seed as it is, so the
 # demo asks for a final size; `make demo TARGET_MACS=` leaves the choice to the rule.
 TARGET_MACS ?= 4e6
