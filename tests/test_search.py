@@ -102,7 +102,7 @@ def test_two_concurrent_workers_share_one_local_study(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (("--trials", "0"), "--trials: expected a positive integer"),
-    (("--trials", "2", "--budget-per-trial", "0"), "budget must be a positive number"),
+    (("--trials", "2", "--budget-per-trial", "0"), "'0' is zero: expected a positive number of FLOPs"),
     (("--trials", "2", "--storage", "nosuchdb://x"), "--storage nosuchdb://x: cannot open"),
     (("--trials", "2", "--budget", "1e10"), "below one trial's budget"),  # no trial could start: exit 2
     (("--trials", "2", "--seed", "nosuchseed"), "nosuchseed"),
