@@ -213,8 +213,8 @@ def test_a_run_killed_after_it_grew_resumes_to_the_uninterrupted_runs_bits(tmp_p
     rebuild the grown network, its resized V/Γ/entry steps and per-layer λ groups, and end bit for bit where
     the uninterrupted run ends (weights and growth log)."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    run_grow(*_grow_cmd(reference), check=True)
-    proc = start_grow(*_grow_cmd(killed))
+    run_grow(*_grow_cmd(reference, budget="1.5e11"), check=True)
+    proc = start_grow(*_grow_cmd(killed, budget="1.5e11"))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not _grown_checkpoint(killed):
         time.sleep(0.05)
