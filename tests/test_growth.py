@@ -169,7 +169,7 @@ def test_find_group_names_known_groups():
         find_group(search_spaces.create_model("resnet8-thin"), "stage9")
 
 
-def _grow_cmd(out: Path, budget: str = "3e11", extra: tuple = ()) -> list[str]:
+def _grow_cmd(out: Path, budget: str = "1.5e11", extra: tuple = ()) -> list[str]:
     return ["--seed", "resnet8-thin", "--data", "sample",
             "--subset", "1500", "--budget", budget, "--seed-value", "0", "--target-macs", "1.5e6",
             "--quiet", "--out", str(out), *extra]
@@ -213,8 +213,8 @@ def test_a_run_killed_after_it_grew_resumes_to_the_uninterrupted_runs_bits(tmp_p
     rebuild the grown network, its resized V/Γ/entry steps and per-layer λ groups, and end bit for bit where
     the uninterrupted run ends (weights and growth log)."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    run_grow(*_grow_cmd(reference, budget="1.5e11"), check=True)
-    proc = start_grow(*_grow_cmd(killed, budget="1.5e11"))
+    run_grow(*_grow_cmd(reference), check=True)
+    proc = start_grow(*_grow_cmd(killed))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not _grown_checkpoint(killed):
         time.sleep(0.05)

@@ -301,39 +301,6 @@ def test_a_config_file_with_a_key_grow_does_not_write_is_refused_on_resume(
     assert snapshot(run) == before
 
 
-GROW_ARGS = ["--seed", "resnet8-thin", "--data", "sample", "--subset", "1000", "--budget", "6e10",
-             "--seed-value", "0", "--target-macs", "1.2e6", "--growth-steps", "8", "--quiet"]
-
-
-@pytest.mark.slow
-def test_growth_run_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
-    """Growth initialises new filters from torch's global RNG: a resumed growth run must draw the
-    same ones (nothing else, e.g. pricing a candidate architecture, may consume that stream)."""
-    a, b = tmp_path / "A", tmp_path / "B"
-    result = run_grow(*GROW_ARGS, "--out", str(a))
-    assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in (a / "growth.jsonl").read_text().splitlines()]
-    growth_steps = sorted({e["step"] for e in events if e["event"] in ("widen", "deepen")})
-    # Kill after the first evaluation (a growth check): later checks grow again after the resume.
-    kill_after = 1
-    assert len(growth_steps) >= 2, "the test needs growth after the first check"
-
-    proc = start_grow(*GROW_ARGS, "--out", str(b))
-    try:
-        deadline = time.monotonic() + 240
-        while _metric_lines(b) < kill_after:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        _kill(proc)
-    assert not (b / "summary.json").exists()
-    result = run_grow("--resume", str(b), "--quiet")
-    assert result.returncode == 0, result.stderr
-    _assert_same_run(a, b)
-    assert (a / "growth.jsonl").read_text() == (b / "growth.jsonl").read_text()
-
-
 @pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_only_finite_checkpoints(tmp_path: Path) -> None:
     out = tmp_path / "diverged"
