@@ -9,7 +9,7 @@ Public API (imported lazily, so that ``grow --help`` does not pay for torch)::
     growth.parse_budget, growth.measure_cost           compute         (growth/compute.py)
     growth.load_dataset                                 data            (growth/data/)
     growth.Run, growth.train                           how every run starts (growth/run.py)
-    growth.Controller                                  the loop's extension point (growth/trainer.py)
+    growth.Controller, growth.Recorder                 the loop's extension points (growth/trainer.py)
     growth.grow, growth.GrowthController               the growth rule (growth/controller.py)
     growth.GrowthError                                 root of every error raised on purpose (ConfigError,
                                                        DataError, RunError, UnknownSeedError, UsageError);
@@ -36,7 +36,7 @@ _EXPORTS = {
     "TrainConfig": "config", "GrowConfig": "config",
     "parse_budget": "compute", "measure_cost": "compute", "Ledger": "compute",
     "load_dataset": "data",
-    "Run": "run", "Controller": "trainer", "train": "run",
+    "Run": "run", "Controller": "trainer", "Recorder": "trainer", "train": "run",
     "grow": "controller", "GrowthController": "controller",
 }
 

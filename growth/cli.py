@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
     from pathlib import Path
 
+    from search_spaces import Genotype
+
     from .runstore import RunStore
 
 ENTRY_POINT_GROUP = "growth.commands"
@@ -279,8 +281,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     add_config_options(plan, GrowConfig, GrowConfig(budget_flops=1.0))
     subs["seeds"] = Parser(prog="grow seeds", description="List the registered seeds with params and MACs.")
     subs["seeds"].add_argument("--input-size", type=positive_int, default=32)
-    graph = subs["graph"] = Parser(prog="grow graph", description="Print a seed's coupled channel groups.")
-    graph.add_argument("--seed", required=True)
+    graph = subs["graph"] = Parser(prog="grow graph", description="Print the coupled channel groups of an "
+                                  "architecture, in network order: a seed's, a saved genotype's, or a run's.")
+    graph.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run directory: its final architecture "
+                       "(genotype.json), or where an unfinished run stands (its checkpoint)")
+    graph.add_argument("--seed", help="a registered seed (see `grow seeds`)")
+    graph.add_argument("--genotype", metavar="FILE", help="a genotype.json (e.g. a growth run's)")
     search = subs["search"] = Parser(prog="grow search", description="Search the growth settings with a "
                                      "multi-objective Optuna study (max validation accuracy, min MACs); each trial "
                                      "is a growth run in <out>/trials/<number>. --show prints the Pareto front.")
@@ -605,27 +611,67 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_seeds(args: argparse.Namespace) -> int:
     import search_spaces
 
-    from .compute import measure_cost
+    from .compute import count_cost, measure_cost
 
     rows = []
+    shape = (3, args.input_size, args.input_size)
     for name in search_spaces.list_seeds():
         genotype = search_spaces.get_genotype(name)
-        cost = measure_cost(genotype, (3, args.input_size, args.input_size))
+        cost = count_cost(genotype, shape) or measure_cost(genotype, shape)  # counted from shapes: no Dynamo
         rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M", str(genotype.compact())))
     _print_table(["seed", "params", f"MACs ({args.input_size}x{args.input_size})", "widths"], rows)
     return 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    """``grow graph``: the channel groups of ``--seed``, ``--genotype FILE`` or a run directory, in network order
+    (by the first layer that writes each group's channels)."""
+    given = [flag for flag, value in (("--seed", args.seed), ("--genotype", args.genotype), ("RUN_DIR", args.run))
+             if value is not None]
+    if len(given) != 1:
+        raise UsageError("grow graph takes one of --seed NAME, --genotype FILE or a run directory"
+                         + (f" (given: {', '.join(given)})" if given else ""))
     import search_spaces
 
     from .graph import groups_of_genotype
 
-    genotype = search_spaces.get_genotype(args.seed)
-    rows = [(g.name, str(g.width), " ".join(g.producers), " ".join(g.consumers))
-            for g in groups_of_genotype(genotype)]
+    if args.seed is not None:
+        genotype = search_spaces.get_genotype(args.seed)
+    elif args.genotype is not None:
+        genotype = search_spaces.genotype_from_dict(_read_genotype(args.genotype))
+    else:
+        genotype = _run_genotype(args.run)
+    try:
+        groups = groups_of_genotype(genotype)
+    except search_spaces.FamilyError as err:  # a timm reference has no channel groups
+        raise UsageError(f"grow graph: {err}") from None
+    rows = [(g.name, str(g.width), " ".join(g.producers), " ".join(g.consumers)) for g in groups]
     _print_table(["group", "width", "producers (out channels)", "consumers (in channels)"], rows)
     return 0
+
+
+def _run_genotype(path: str) -> Genotype:
+    """The architecture of the run in directory ``path``: its final genotype.json, else its checkpoint's."""
+    from pathlib import Path
+
+    import search_spaces
+
+    from .runstore import CHECKPOINT, RunStore
+
+    run = Path(path)
+    if not run.is_dir():
+        raise UsageError(f"{path} is not a directory" + (" (a genotype file? use --genotype FILE)"
+                                                         if run.is_file() else ""))
+    if (run / "genotype.json").is_file():
+        return search_spaces.genotype_from_dict(_read_genotype(str(run / "genotype.json")))
+    if not (run / CHECKPOINT).is_file():
+        raise UsageError(f"{path} holds neither genotype.json nor {CHECKPOINT}: not a run directory")
+    state = RunStore(run).load_torch(CHECKPOINT)
+    try:
+        return search_spaces.genotype_from_dict(state["genotype"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"{run / CHECKPOINT} holds no readable genotype "
+                         f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
 
 
 def _print_table(header: list[str], rows: list[tuple]) -> None:

@@ -115,6 +115,9 @@ class TrainConfig:
                                     flag="--eval-every", bounds=Bounds(0, 1, low_closed=False))
     checkpoint_every_s: float = option(120.0, "also checkpoint at least this often (seconds of wall time)",
                                        flag="--checkpoint-every", bounds=Bounds(0))
+    tensorboard: bool = option(True, "also write TensorBoard event files into the run directory (`tensorboard "
+                               "--logdir runs`): loss, accuracy, lr, MACs, images/s, widths and Γ at each "
+                               "evaluation and growth check, growth events as text")
     seed_value: int | None = option(None, "random seed (drawn and recorded if not given); makes a CPU run "
                                     "deterministic", bounds=Bounds(0, 2**63 - 2))
     device: str = option("auto", "auto, cpu, cuda, cuda:N, mps")

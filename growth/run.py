@@ -38,7 +38,7 @@ from .config import ConfigError, TrainConfig
 from .data import Dataset, load_dataset
 from .device import check_compile, resolve_device
 from .runstore import CHECKPOINT, RESUME_SETTINGS, RunError, RunStore
-from .trainer import Controller, Display, Trainer
+from .trainer import Controller, Display, Recorder, Trainer
 
 CHECKPOINT_FORMAT = 1  # the "format" that growth.trainer writes into every checkpoint
 
@@ -50,7 +50,7 @@ def run_metadata() -> dict[str, Any]:
     import subprocess
 
     versions: dict[str, str] = {}
-    for pkg in ("torch", "torchvision", "timm", "optuna", "networkx", "rich", "growth-automl"):
+    for pkg in ("torch", "torchvision", "timm", "optuna", "networkx", "rich", "tensorboard", "growth-automl"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -124,6 +124,16 @@ def _check_settings(config: TrainConfig) -> None:
         make_optimizer(config, probe)
     except ValueError as err:  # torch's SGD and DessiLBI check their hyperparameters when built
         raise ConfigError(f"optimizer settings refused: {first_line(err)}") from None
+
+
+def _check_tensorboard(config: TrainConfig, remedy: str) -> None:
+    """Raise :class:`ConfigError` when the run is to write TensorBoard events and cannot (no tensorboard)."""
+    if config.tensorboard:
+        from .tensorboard_log import tensorboard_missing
+
+        missing = tensorboard_missing()
+        if missing is not None:
+            raise ConfigError(f"--tensorboard: {missing}, {remedy}")
 
 
 #: The top-level keys of a run's config.json: what :meth:`Run.open` writes (its kind, the config,
@@ -249,6 +259,7 @@ class Run:
         if overrides:
             raise RunError("settings can be overridden only when resuming a run (a new run takes them as options)")
         _check_settings(config)
+        _check_tensorboard(config, "or run with --no-tensorboard")
         check_compile(config.compile, resolve_device(config.device))
         get_genotype(config.seed)  # an unknown seed is reported before the data are read
         data = _load_data(config)
@@ -270,6 +281,8 @@ class Run:
         state = store.load_torch(CHECKPOINT)
         _check_checkpoint(state, config, data, kind, store.path / CHECKPOINT)
         finished = (store.path / "summary.json").exists()
+        if not finished:
+            _check_tensorboard(config, "or resume with --override tensorboard=false")
         if changed:
             if finished:
                 raise RunError(f"{store.path} is finished (its budget is spent): --override would change nothing")
@@ -290,7 +303,13 @@ class Run:
             model = build_model(genotype_from_dict(config.genotype))
         else:
             model = create_model(config.seed, num_classes=data.num_classes, in_chans=data.in_chans)
-        trainer = Trainer(config, data, model, self.store, device, controller=controller, display=display)
+        recorders: list[Recorder] = []
+        if config.tensorboard and distributed.is_main():  # under torchrun rank 0 writes the run directory
+            from .tensorboard_log import TensorBoardLog
+
+            recorders.append(TensorBoardLog(self.store))
+        trainer = Trainer(config, data, model, self.store, device, controller=controller, display=display,
+                          recorders=recorders)
         if self.resuming:
             trainer.load_checkpoint()
         else:

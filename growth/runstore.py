@@ -46,12 +46,12 @@ from search_spaces.errors import GrowthError
 CHECKPOINT = "checkpoint.pt"
 
 #: Settings a resumed run may change (``grow --resume DIR --override KEY=VALUE``): the learning-rate schedule,
-#: the batch size, the precision, compilation and how often to evaluate and checkpoint. Each is read afresh at
-#: every step (compilation: at the resumed session's first), so the change takes effect at once; none changes
-#: what the checkpoint's steps were (the seed, data, budget, optimizer, growth rule and random seed stay those
-#: of the run).
+#: the batch size, the precision, compilation, how often to evaluate and checkpoint, and whether to write
+#: TensorBoard events. Each is read afresh at every step (compilation and TensorBoard: at the resumed session's
+#: first), so the change takes effect at once; none changes what the checkpoint's steps were (the seed, data,
+#: budget, optimizer, growth rule and random seed stay those of the run).
 RESUME_SETTINGS = ("lr", "warmup_frac", "schedule", "decay_start_frac", "batch_size", "precision", "compile",
-                   "eval_every_frac", "checkpoint_every_s")
+                   "eval_every_frac", "checkpoint_every_s", "tensorboard")
 
 
 class RunError(GrowthError, ValueError):
@@ -211,7 +211,8 @@ class RunStore:
 
     # -- files ----------------------------------------------------------------------------------------
 
-    def _write_failed(self, name: str, err: OSError) -> RunError:
+    def write_failed(self, name: str, err: OSError) -> RunError:
+        """The one-line error of a write of the run's file ``name`` that failed with ``err``."""
         return RunError(f"cannot write {self.path / name} ({_reason(err)}: disk full or read-only?): the files "
                         f"already in {self.path} are kept; continue with --resume {self.path} once it can be "
                         "written")
@@ -220,7 +221,7 @@ class RunStore:
         try:
             atomic_write_json(self.path / name, obj)
         except OSError as err:
-            raise self._write_failed(name, err) from None
+            raise self.write_failed(name, err) from None
 
     def read_json(self, name: str) -> Any:
         try:
@@ -234,7 +235,7 @@ class RunStore:
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
         except OSError as err:  # a torn last line is dropped on resume
-            raise self._write_failed(name, err) from None
+            raise self.write_failed(name, err) from None
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         path = self.path / name
@@ -259,7 +260,7 @@ class RunStore:
         try:
             atomic_write_bytes(self.path / name, text)
         except OSError as err:
-            raise self._write_failed(name, err) from None
+            raise self.write_failed(name, err) from None
 
     # -- tensors --------------------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ class RunStore:
         try:
             atomic_write_bytes(self.path / name, buffer.getvalue())
         except OSError as err:
-            raise self._write_failed(name, err) from None
+            raise self.write_failed(name, err) from None
 
     def load_torch(self, name: str, map_location: Any = "cpu") -> Any:
         import torch

@@ -44,7 +44,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NoReturn, Protocol
+from typing import Any, Callable, NoReturn, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +131,32 @@ class Display(Protocol):
         """At the end of the run (also when it fails)."""
 
 
+class Recorder:
+    """What keeps a record of the run beside ``metrics.jsonl`` and ``growth.jsonl`` (TensorBoard event files:
+    :class:`growth.tensorboard_log.TensorBoardLog`): every method a no-op here. The trainer calls them only
+    where the loop already waits for the device (evaluations, growth events, checkpoints), never per step.
+    """
+
+    def on_eval(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """After each evaluation and the controller's turn (a growth check has grown by now), with the record
+        written to ``metrics.jsonl``."""
+
+    def on_event(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Each record appended to ``growth.jsonl`` (:meth:`Trainer.log_event`)."""
+
+    def on_finish(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        """The run's summary, after the test evaluation and before ``summary.json`` is written."""
+
+    def flush(self) -> None:
+        """Before every checkpoint: everything recorded so far is on disk (a resume keeps it)."""
+
+    def rewind(self, step: int) -> None:
+        """On resume from the checkpoint of ``step``: forget what was recorded after it."""
+
+    def close(self) -> None:
+        """At the end of the run, also when it fails (so it raises nothing)."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """The run stopped on SIGINT/SIGTERM after checkpointing; ``--resume`` continues it exactly."""
 
@@ -176,6 +202,12 @@ class LoopState:
     compiles: int = 0                    # architectures compiled (again after each growth event and resume)
     compiled: bool | None = None         # compile unset: its decision, made at the first step (Trainer.compiled)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The training loss and accuracy since the last evaluation (metrics.jsonl's train_loss, train_acc), as of
+    # the last progress read: the sum of the steps' losses (the device's float32 sum), steps, correct, images.
+    loss_since_eval: float = 0.0
+    steps_since_eval: int = 0
+    correct_since_eval: int = 0
+    images_since_eval: int = 0
 
 
 class Trainer:
@@ -188,12 +220,13 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: Dataset, model: nn.Module,
                  store: RunStore, device: torch.device, controller: Controller | None = None,
-                 display: Display | None = None) -> None:
+                 display: Display | None = None, recorders: Sequence[Recorder] = ()) -> None:
         if config.seed_value is None:
             raise ConfigError("the trainer needs config.seed_value (Run.open draws one when it is not given)")
         self.config, self.store, self.device = config, store, device
         self.controller: Controller = controller if controller is not None else Controller()
         self.display = display
+        self.recorders = list(recorders)
         self.data = data.to(device)
         self.channels_last = config.channels_last and device.type != "mps"
         self.model = self.place(model)
@@ -213,7 +246,8 @@ class Trainer:
         self._mean = torch.tensor(self.data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
         self._std = torch.tensor(self.data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
         self._permutation_on_device: torch.Tensor | None = None   # self.permutation, copied once an epoch
-        # Progress accumulated on the device since the last read (report_progress).
+        # Progress accumulated on the device since the last read (report_progress); the loss since the last
+        # evaluation (its sum at the last read: state.loss_since_eval).
         self._loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self._loss_max = torch.zeros((), dtype=torch.float32, device=device)
         self._loss_prev = torch.full((), math.inf, dtype=torch.float32, device=device)
@@ -261,13 +295,17 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent; evaluate, checkpoint and let the controller act on the way."""
-        self.controller.attach(self)
-        with StopRequest() as stop:
-            self._loop(stop)
-        if self.state.last_eval_step != self.state.step:
-            self.evaluate_and_log()
-        self.save_checkpoint()
-        return self.finish()
+        try:
+            self.controller.attach(self)
+            with StopRequest() as stop:
+                self._loop(stop)
+            if self.state.last_eval_step != self.state.step:
+                self.evaluate_and_log()
+            self.save_checkpoint()
+            return self.finish()
+        finally:
+            for recorder in self.recorders:
+                recorder.close()
 
     def _loop(self, stop: StopRequest) -> None:
         """Steps until the budget is spent (or a stop is requested)."""
@@ -361,21 +399,27 @@ class Trainer:
         self._last_report = time.monotonic()
         if self._unread_steps == 0:
             return
-        loss_sum, loss_max, blew_up, correct = torch.stack(
+        # The loss is summed on the device from one evaluation to the next (in step order, so a resumed run's
+        # train_loss is bit-identical): the window's is the difference to the previous read.
+        loss_total, loss_max, blew_up, correct = torch.stack(
             [self._loss_sum, self._loss_max, self._loss_blew_up.to(self._loss_sum.dtype),
              self._correct_sum.to(self._loss_sum.dtype)]).tolist()
         steps, images, first = self._unread_steps, self._unread_images, self.state.step - self._unread_steps + 1
-        self._loss_sum.zero_()
+        loss_window = loss_total - self.state.loss_since_eval
+        self.state.loss_since_eval = loss_total
+        self.state.steps_since_eval += steps
+        self.state.correct_since_eval += int(correct)
+        self.state.images_since_eval += images
         self._loss_max.zero_()
         self._loss_blew_up.zero_()
         self._correct_sum.zero_()
         self._unread_steps = self._unread_images = 0
-        if not math.isfinite(loss_sum) or blew_up:
-            bad = loss_sum if not math.isfinite(loss_sum) else loss_max
+        if not math.isfinite(loss_total) or blew_up:
+            bad = loss_total if not math.isfinite(loss_total) else loss_max
             self._diverged(f"the loss is {bad:.4g}" + (f" at step {first}" if steps == 1 else
                                                           f" at one of steps {first}-{self.state.step}"))
         if self.display is not None:
-            self.display.on_step(self, loss_sum / steps, correct / images)
+            self.display.on_step(self, loss_window / steps, correct / images)
 
     def _step_forward(self, batch: int) -> _Forward:
         """The step's forward for the current architecture: uint8 batch and labels -> (loss, correct).
@@ -470,6 +514,8 @@ class Trainer:
         record = {"event": event, "step": self.state.step, "train_flops": self.ledger.spent_flops,
                   "fraction": round(self.ledger.fraction_spent, 5), **fields}
         self.store.append_jsonl("growth.jsonl", record)
+        for recorder in self.recorders:
+            recorder.on_event(self, record)
         return record
 
     @torch.no_grad()
@@ -485,20 +531,29 @@ class Trainer:
         return int(correct) / max(1, len(y_all))  # one sync per evaluation
 
     def evaluate_and_log(self) -> float:
-        """Validation accuracy, logged to ``metrics.jsonl`` and the display, then the controller's turn."""
+        """Validation accuracy, logged to ``metrics.jsonl`` (with the training loss and accuracy since the last
+        evaluation) and the display, then the controller's turn, then the recorders'."""
         self.report_progress()  # a diverged run stops here, before it is evaluated or grown
         val_acc = self.accuracy(self.data.val_x, self.data.val_y)
-        self.state.best_val_acc = max(self.state.best_val_acc, val_acc)
-        self.state.last_eval_step, self.state.last_val_acc = self.state.step, val_acc
-        record = {"step": self.state.step, "epoch": round(self.ledger.samples / len(self.data.train_y), 3),
+        state = self.state
+        state.best_val_acc = max(state.best_val_acc, val_acc)
+        state.last_eval_step, state.last_val_acc = state.step, val_acc
+        steps, images = state.steps_since_eval, state.images_since_eval
+        record = {"step": state.step, "epoch": round(self.ledger.samples / len(self.data.train_y), 3),
                   "train_flops": self.ledger.spent_flops, "fraction": round(self.ledger.fraction_spent, 5),
-                  "lr": self.optimizer.param_groups[0]["lr"], "val_acc": val_acc,
-                  "params": self.cost.params, "macs": self.cost.macs,
-                  "images_per_s": round(self.images_per_s, 1), "time_s": round(self.state.train_time_s, 2)}
+                  "lr": self.optimizer.param_groups[0]["lr"],
+                  "train_loss": state.loss_since_eval / steps if steps else None,
+                  "train_acc": state.correct_since_eval / images if images else None,
+                  "val_acc": val_acc, "params": self.cost.params, "macs": self.cost.macs,
+                  "images_per_s": round(self.images_per_s, 1), "time_s": round(state.train_time_s, 2)}
+        self._loss_sum.zero_()
+        state.loss_since_eval, state.steps_since_eval, state.correct_since_eval, state.images_since_eval = 0.0, 0, 0, 0
         self.store.append_jsonl("metrics.jsonl", record)
         if self.display is not None:
             self.display.on_eval(self, record)
         self.controller.on_eval(self, val_acc)
+        for recorder in self.recorders:
+            recorder.on_eval(self, record)
         return val_acc
 
     def finish(self) -> dict[str, Any]:
@@ -525,6 +580,9 @@ class Trainer:
             "precision": "bf16" if self.amp else "fp32",
         }
         summary.update(self.controller.summary())
+        for recorder in self.recorders:
+            recorder.on_finish(self, summary)
+            recorder.flush()
         self.store.write_json("summary.json", summary)
         return summary
 
@@ -567,6 +625,8 @@ class Trainer:
             "cuda_rng": cuda_rng,
             "controller": self.controller.state_dict(),
         }
+        for recorder in self.recorders:  # what they recorded up to this step is on disk before the checkpoint
+            recorder.flush()
         self.store.save_torch(CHECKPOINT, state)
         self._last_checkpoint = time.monotonic()
 
@@ -601,9 +661,12 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise RunError(f"checkpoint {self.store.path / CHECKPOINT} does not fit this run: "
                            f"{str(err).splitlines()[0][:160]}") from None
+        self._loss_sum.fill_(self.state.loss_since_eval)  # the float32 sum as it was: train_loss stays exact
         step = self.state.step
         self.store.rewind_jsonl("metrics.jsonl", lambda r: r.get("step", 0) <= step)
         self.store.rewind_jsonl("growth.jsonl", lambda r: r.get("step", 0) <= step)
+        for recorder in self.recorders:
+            recorder.rewind(step)
 
 
 #: The step's forward: (uint8 images, labels) on the device -> (mean loss, correct predictions).

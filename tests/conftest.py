@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -117,3 +118,17 @@ def low_recompile_limit() -> Iterator[int]:
 
     with torch._dynamo.config.patch(recompile_limit=2):
         yield 2
+
+
+def tensorboard_events(run_dir: Path) -> dict[str, list[tuple[int, Any]]]:
+    """What TensorBoard's own reader finds in the event files of ``run_dir``: for every scalar tag its
+    (step, value) points, for every text tag its (step, text) entries, in the order read."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    reader = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})  # 0: keep every point
+    reader.Reload()
+    found: dict[str, list[tuple[int, Any]]] = {
+        tag: [(e.step, e.value) for e in reader.Scalars(tag)] for tag in reader.Tags()["scalars"]}
+    for tag in reader.Tags()["tensors"]:
+        found[tag] = [(e.step, b"".join(e.tensor_proto.string_val).decode()) for e in reader.Tensors(tag)]
+    return found

@@ -339,6 +339,49 @@ def test_graph_prints_the_stage_groups(ws: Path) -> None:
     assert "stem.conv" in result.stdout and "fc" in result.stdout
 
 
+def _graph_rows(text: str) -> list[tuple[str, int]]:
+    """(group, width) of each row of the table ``grow graph`` printed."""
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.count("│") == 5]
+    return [(row[0], int(row[1])) for row in cells if row[0]]  # the header is drawn with ┃, not │
+
+
+def test_graph_of_a_genotype_file_or_a_run_directory_in_network_order(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import torch
+
+    from growth.cli import main
+    from growth.graph import groups_of_genotype
+    from search_spaces import build_model, family_of, genotype_to_dict, get_genotype
+
+    seed = get_genotype("resnet8-thin")
+    grown = family_of(seed).deepened(family_of(seed).scaled(seed, 1.5), 1)  # wider, a block added to stage 2
+    (tmp_path / "grown.json").write_text(json.dumps(genotype_to_dict(grown)))
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "genotype.json").write_text(json.dumps(genotype_to_dict(grown)))
+    (tmp_path / "running").mkdir()  # an unfinished run: only its checkpoint says where it stands
+    torch.save({"format": 1, "genotype": genotype_to_dict(grown)}, tmp_path / "running" / "checkpoint.pt")
+
+    modules = [name for name, _ in build_model(grown).named_modules()]
+    in_network_order = sorted(groups_of_genotype(grown), key=lambda g: modules.index(g.producers[0]))
+    expected = [(g.name, g.width) for g in in_network_order]
+    assert ("stage2.block2.inner", grown.stages[1].inner[1]) in expected  # the added block's group
+    for args in (["--genotype", str(tmp_path / "grown.json")], [str(tmp_path / "finished")],
+                 [str(tmp_path / "running")]):
+        assert main(["graph", *args]) == 0, args
+        assert _graph_rows(capsys.readouterr().out) == expected, args
+
+
+@pytest.mark.parametrize("args,needle", [(["--seed", "resnet8-thin", "--genotype", "g.json"], "one of"),
+                                         (["empty"], "neither genotype.json nor checkpoint.pt"),
+                                         (["--genotype", "missing.json"], "missing.json"),
+                                         (["--seed", "timm:resnet18"], "timm")])
+def test_graph_bad_input(ws: Path, args: list[str], needle: str) -> None:
+    (ws / "empty").mkdir()
+    run_failing(ws, "graph", *args, needles=(needle,))
+
+
 @pytest.mark.parametrize("code", [
     "import sys, growth.cli as c; c.build_parser(); print('torch' in sys.modules)",
     # parsing a budget does not load torch either (grow --budget 2e17 --help answers at once)

@@ -220,3 +220,15 @@ def test_measure_cost_of_a_plain_module() -> None:
     assert cost.params == 12 * 5 + 5
     assert cost.forward_flops == 2 * 12 * 5
     assert math.isclose(cost.macs, 60)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])
+def test_counting_from_shapes_equals_measuring_for_every_seed(shape: tuple[int, int, int]) -> None:
+    """`grow seeds` counts with module hooks (FlopCounterMode would import TorchDynamo, seconds); the table
+    it prints must be what measure_cost says."""
+    from growth.compute import count_cost
+    from search_spaces import list_seeds
+
+    for name in list_seeds():
+        genotype = get_genotype(name, in_chans=shape[0])
+        assert count_cost(genotype, shape) == measure_cost(genotype, shape), name

@@ -317,6 +317,21 @@ def test_error_mismatched_classes(tmp_path: Path) -> None:
     assert "'b'" in msg and "'c'" in msg
 
 
+def test_a_single_class_tree_is_refused_before_anything_is_decoded_or_cached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _make_tree(tmp_path / "t", {"cat": {"train": 3, "test": 2}})
+
+    def no_decode(paths: list[Path], workers: int | None = None) -> torch.Tensor:
+        raise AssertionError("a single-class tree was decoded")
+
+    monkeypatch.setattr(imagefolder, "_decode_files", no_decode)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), cache_dir=tmp_path / "cache")
+    msg = one_line_error(e)
+    assert "one class (cat)" in msg and f"{root.resolve()}/train" in msg
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))  # no cache left behind
+
+
 def test_error_no_images_or_bad_image(tmp_path: Path) -> None:
     root = tmp_path / "t"
     for split in ("train", "test"):

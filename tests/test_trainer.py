@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_grow, snapshot, start_grow
+from conftest import run_grow, snapshot, start_grow, tensorboard_events
 
 from growth.compute import measure_cost
 from growth.config import TrainConfig
@@ -160,6 +160,10 @@ def _assert_same_run(a: Path, b: Path) -> None:
     drop = ("images_per_s", "time_s")  # wall-clock fields
     assert [{k: v for k, v in m.items() if k not in drop} for m in ma] == \
         [{k: v for k, v in m.items() if k not in drop} for m in mb]
+    # TensorBoard reads the same points from both (the resumed run's: its rewound files and its new one)
+    ta, tb = tensorboard_events(a), tensorboard_events(b)
+    assert "val/accuracy" in ta and "train/loss" in ta
+    assert {k: v for k, v in ta.items() if k != "images_per_s"} == {k: v for k, v in tb.items() if k != "images_per_s"}
 
 
 def _kill(proc: subprocess.Popen) -> None:

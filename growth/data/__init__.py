@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .augmentation import augment, normalize
 from .cache import _resolve_cache_dir
-from .dataset import DataError, Dataset, _split
+from .dataset import DataError, Dataset, _split, one_class_message
 from .idx import _load_sample
 from .imagefolder import _load_imagefolder
 from .torchvision_sets import _TORCHVISION_SETS, _load_torchvision
@@ -104,10 +104,7 @@ def load_dataset(
 
     if len(raw.classes) < 2:
         where = f"{name[len('imagefolder:'):]}/train" if name.startswith("imagefolder:") else name
-        raise DataError(
-            f"{where} has one class ({raw.classes[0] if raw.classes else 'none'}); classification needs at "
-            "least two classes (an image folder: one train/<class>/ and test/<class>/ folder per class)"
-        )
+        raise DataError(one_class_message(where, raw.classes))
     return _split(name, raw, val_size=val_size, subset=subset, split_seed=split_seed)
 
 

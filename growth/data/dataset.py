@@ -30,6 +30,16 @@ class DataError(GrowthError, ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+def one_class_message(where: str, classes: list[str]) -> str:
+    """What is wrong with data of fewer than two classes (``where``: the data set, or the image folder's train/).
+
+    >>> one_class_message("tree/train", ["cat"]).split(";")[0]
+    'tree/train has one class (cat)'
+    """
+    return (f"{where} has one class ({classes[0] if classes else 'none'}); classification needs at least two "
+            "classes (an image folder: one train/<class>/ and test/<class>/ folder per class)")
+
+
 @dataclass
 class Dataset:
     """Image-classification data held as uint8 ``[N, C, H, W]`` tensors.

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .cache import _CACHE_VERSION, _digest, _read_cache, _slug, _walk_files, _write_cache
-from .dataset import DataError, _Raw
+from .dataset import DataError, _Raw, one_class_message
 
 _IMAGE_EXTS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -59,6 +59,8 @@ def _load_imagefolder(root: Path, cache: Path) -> _Raw:
     test_classes, test_files = _list_split(root, "test")
     if not train_classes:
         raise DataError(f"{root / 'train'} has no class subdirectories; put images in train/<class>/")
+    if len(train_classes) < 2:  # refused here, before any image is decoded or cached
+        raise DataError(one_class_message(f"{root}/train", train_classes))
     if train_classes != test_classes:
         only_train = sorted(set(train_classes) - set(test_classes))
         only_test = sorted(set(test_classes) - set(train_classes))
