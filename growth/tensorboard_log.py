@@ -48,6 +48,8 @@ GROWTH_TAG = "growth"
 #: metrics.jsonl's fields and their scalar tags.
 SCALARS = {"train_loss": "train/loss", "train_acc": "train/accuracy", "val_acc": "val/accuracy", "lr": "lr",
            "macs": "macs", "params": "params", "images_per_s": "images_per_s", "fraction": "budget/fraction"}
+#: Tags recorded when the run ends, after its last checkpoint.
+AT_THE_END = ("test/accuracy",)
 # Where a growth.jsonl record stands: said once per entry, not per field.
 _POSITION = ("event", "step", "train_flops", "fraction")
 
@@ -90,7 +92,9 @@ def rewind_event_file(path: Path, step: int) -> bool:
     record), replacing the file atomically; False when it held nothing else and was left as it was.
 
     A run's first checkpoint (step 0) comes before anything is recorded, even what is recorded at step 0 (a growth
-    run's plan, which a resumed run records again): rewound to step 0, a file keeps only its header."""
+    run's plan, which a resumed run records again): rewound to step 0, a file keeps only its header. The test
+    accuracy is recorded after the last checkpoint, when the run ends (a resumed run had not ended, and records it
+    again): it is never kept."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
@@ -102,6 +106,8 @@ def rewind_event_file(path: Path, step: int) -> bool:
             event = event_pb2.Event.FromString(raw)
         except Exception:  # protobuf's DecodeError: a damaged record; nothing after it is trusted
             break
+        if event.WhichOneof("what") == "summary" and any(v.tag in AT_THE_END for v in event.summary.value):
+            continue
         if event.WhichOneof("what") == "file_version" or (step > 0 and event.step <= step):
             writer.write(raw)
     data = kept.getvalue()
@@ -151,7 +157,7 @@ class TensorBoardLog(Recorder):
         self._texts.setdefault(step, []).append(describe_event(record))
 
     def on_finish(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        self._scalars.append(("test/accuracy", float(summary["test_acc"]), int(summary["steps"])))
+        self._scalars.append((AT_THE_END[0], float(summary["test_acc"]), int(summary["steps"])))
         self._write()
 
     def flush(self) -> None:

@@ -95,6 +95,7 @@ def test_a_resumed_log_drops_what_came_after_the_checkpoint_and_a_torn_record(tm
     log, trainer = TensorBoardLog(RunStore(tmp_path)), _trainer()
     for step in (1, 2, 3, 4):  # the checkpoint is at step 2: 3 and 4 were written, then the run was killed
         log.on_eval(trainer, _record(step, step / 10))
+    log.on_finish(trainer, {"test_acc": 0.5, "steps": 2})  # recorded after the last checkpoint, at its step
     log.close()
     [first] = event_files(tmp_path)
     with open(first, "ab") as handle:
@@ -108,6 +109,7 @@ def test_a_resumed_log_drops_what_came_after_the_checkpoint_and_a_torn_record(tm
     events = tensorboard_events(tmp_path)
     assert events["val/accuracy"] == [(1, pytest.approx(0.1)), (2, pytest.approx(0.2)), (3, pytest.approx(0.9)),
                                       (4, pytest.approx(0.9))]
+    assert "test/accuracy" not in events  # the resumed run records it when it ends
     before = first.read_bytes()
     TensorBoardLog(RunStore(tmp_path)).rewind(4)  # nothing after step 4: the files are left as they are
     assert first.read_bytes() == before
