@@ -609,18 +609,76 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    import search_spaces
+    """``grow seeds``: the registered seeds with params and MACs. The table is kept in the cache directory, keyed
+    by everything that decides it (:func:`_seeds_table_file`), so that only the first call imports torch (2.5 s
+    of CPU on its own here) and counts; a later one prints it in a fraction of a second."""
+    cached = _seeds_table_file(args.input_size)
+    rows = _read_seeds_table(cached)
+    if rows is None:
+        import search_spaces
 
-    from .compute import count_cost, measure_cost
+        from .compute import count_cost, measure_cost
 
-    rows = []
-    shape = (3, args.input_size, args.input_size)
-    for name in search_spaces.list_seeds():
-        genotype = search_spaces.get_genotype(name)
-        cost = count_cost(genotype, shape) or measure_cost(genotype, shape)  # counted from shapes: no Dynamo
-        rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M", str(genotype.compact())))
+        rows = []
+        shape = (3, args.input_size, args.input_size)
+        for name in search_spaces.list_seeds():
+            genotype = search_spaces.get_genotype(name)
+            cost = count_cost(genotype, shape) or measure_cost(genotype, shape)  # from shapes: no TorchDynamo
+            rows.append((name, f"{cost.params / 1e6:.3f}M", f"{cost.macs / 1e6:.2f}M", str(genotype.compact())))
+        _write_seeds_table(cached, rows)
     _print_table(["seed", "params", f"MACs ({args.input_size}x{args.input_size})", "widths"], rows)
     return 0
+
+
+def _seeds_table_file(input_size: int) -> Path:
+    """Where ``grow seeds`` keeps its table for ``input_size``: in the cache directory (``$GROWTH_DATA_DIR``, else
+    ``~/.cache/growth``), named by a digest of what decides the table without importing torch: the sources of
+    ``search_spaces`` (the seeds, their genotypes and builders), of ``growth/compute.py`` (the count) and of this
+    module, torch's version and the input size."""
+    import hashlib
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    import search_spaces  # its families (and torch) are imported at the first look-up, not here
+
+    from . import compute
+
+    digest = hashlib.sha256()
+    for source in [*sorted(Path(search_spaces.__file__).parent.glob("*.py")), Path(compute.__file__), Path(__file__)]:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "?"
+    digest.update(f"torch {torch_version}, input {input_size}".encode())
+    root = Path(os.environ.get("GROWTH_DATA_DIR") or "~/.cache/growth").expanduser()
+    return root / "seeds" / f"table-{digest.hexdigest()[:20]}.json"
+
+
+def _read_seeds_table(path: Path) -> list[tuple[str, ...]] | None:
+    """The rows kept in ``path``; None when there are none, or they are damaged (then they are counted again)."""
+    import json
+
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 4 and all(isinstance(c, str) for c in r)
+                                             for r in rows):
+        return None
+    return [tuple(r) for r in rows]
+
+
+def _write_seeds_table(path: Path, rows: list[tuple[str, ...]]) -> None:
+    """Keep ``rows`` in ``path`` (atomically); a cache that cannot be written costs only the next call's time."""
+    from .runstore import atomic_write_json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, [list(r) for r in rows])
+    except OSError:
+        pass
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

@@ -330,6 +330,24 @@ def test_seeds_lists_every_seed(ws: Path) -> None:
     assert "40.55M" in result.stdout  # resnet20's MACs at 32x32
 
 
+def test_seeds_prints_its_kept_table_again_without_importing_torch(ws: Path) -> None:
+    """The first `grow seeds` counts (importing torch: seconds); the next prints the same table from the cache
+    directory without importing torch; another input size is counted anew."""
+    code = "import sys, growth.cli as c; c.main(sys.argv[1:]); print('torch' in sys.modules, file=sys.stderr)"
+
+    def seeds(*args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-c", code, "seeds", *args], capture_output=True, text=True,
+                                cwd=ws, env=subprocess_env(GROWTH_DATA_DIR=str(ws / "cache")), timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    first, again, other = seeds(), seeds(), seeds("--input-size", "28")
+    assert first.stderr.strip() == "True" and again.stderr.strip() == "False"
+    assert again.stdout == first.stdout and all(name in first.stdout for name in search_spaces.list_seeds())
+    assert other.stderr.strip() == "True" and "MACs (28x28)" in other.stdout
+    assert len(list((ws / "cache" / "seeds").glob("*.json"))) == 2
+
+
 def test_graph_prints_the_stage_groups(ws: Path) -> None:
     result = grow("graph", "--seed", "resnet20-thin", cwd=ws)
     assert result.returncode == 0, result.stderr
