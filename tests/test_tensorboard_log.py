@@ -141,3 +141,19 @@ def test_an_event_file_that_cannot_be_written_stops_the_run_in_one_line(tmp_path
     message = str(failed.value)
     assert "\n" not in message and "No space left on device" in message and "events.out.tfevents" in message
     log.close()  # the run is ending on that failure: closing raises nothing more
+
+
+def test_without_the_tensorboard_package_a_run_is_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from growth.config import ConfigError
+    from growth.run import Run
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "tensorboard" else
+                        real(name, *args))
+    with pytest.raises(ConfigError, match="tensorboard package is not installed.*--no-tensorboard"):
+        Run.open(_config(), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert not Run.open(_config(tensorboard=False), out=tmp_path / "run").resuming  # it runs without events
