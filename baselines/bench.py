@@ -94,7 +94,8 @@ def run_identity(config: TrainConfig, controller: Any, input_shape: tuple[int, i
     from search_spaces import genotype_to_dict, get_genotype
 
     settings = config.to_dict()
-    settings.pop("checkpoint_every_s", None)
+    for not_the_run in ("checkpoint_every_s", "tensorboard"):  # how a run is logged and saved, not what it does
+        settings.pop(not_the_run, None)
     if settings.get("genotype") is not None and not config.seed.startswith("timm:"):
         seed = get_genotype(config.seed, num_classes=num_classes, in_chans=input_shape[0])
         if genotype_to_dict(seed) == settings["genotype"]:

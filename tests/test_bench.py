@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -493,3 +494,14 @@ def test_a_growth_timeline_that_cannot_be_drawn_is_logged_and_never_fails_the_ce
     draw_growth(cell, "grow/seed0", logged.append)
     assert len(logged) == 1 and logged[0].startswith("[bench] grow/seed0: growth.png not drawn (")
     assert "\n" not in logged[0] and not (cell / "growth.png").exists()
+
+
+def test_how_a_run_is_logged_or_saved_does_not_make_it_another_run():
+    from baselines.bench import run_identity
+    from growth.config import TrainConfig
+
+    base = TrainConfig(seed="resnet8-thin", data="sample", budget_flops=1e10)
+    same = dataclasses.replace(base, tensorboard=False, checkpoint_every_s=5.0)
+    other = dataclasses.replace(base, lr=0.05)
+    identity = [run_identity(c, None, (1, 28, 28), 10) for c in (base, same, other)]
+    assert identity[0] == identity[1] != identity[2]
