@@ -132,3 +132,17 @@ def tensorboard_events(run_dir: Path) -> dict[str, list[tuple[int, Any]]]:
     for tag in reader.Tags()["tensors"]:
         found[tag] = [(e.step, b"".join(e.tensor_proto.string_val).decode()) for e in reader.Tensors(tag)]
     return found
+
+
+def train_in_process(config: Any, out: Path) -> Path:
+    """A (tiny) training run of ``config`` in this process on one thread, leaving torch's thread count as it
+    was; its run directory."""
+    from growth.run import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(config, out=out)
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -8,8 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from conftest import tensorboard_events
+from conftest import tensorboard_events, train_in_process
 
 from growth.config import TrainConfig
 from growth.run import train
@@ -28,14 +27,7 @@ def _config(**settings: object) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tensorboard") / "run"
-    try:
-        train(_config(), out=out)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return train_in_process(_config(), tmp_path_factory.mktemp("tensorboard") / "run")
 
 
 def _record(step: int, val_acc: float) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_grow, snapshot, start_grow, tensorboard_events
+from conftest import run_grow, snapshot, start_grow, tensorboard_events, train_in_process
 
 from growth.compute import measure_cost
 from growth.config import TrainConfig
@@ -256,15 +256,8 @@ def test_resume_of_a_finished_run_changes_nothing(full_run: Path, tmp_path: Path
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished training run of a few steps, trained in this process (about a second)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tiny") / "run"
-    try:
-        train(TrainConfig(seed="resnet8-thin", data="sample", subset=64, val_size=32, budget_flops=2e8, seed_value=0),
-              out=out)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    config = TrainConfig(seed="resnet8-thin", data="sample", subset=64, val_size=32, budget_flops=2e8, seed_value=0)
+    return train_in_process(config, tmp_path_factory.mktemp("tiny") / "run")
 
 
 def test_resume_of_a_finished_run_says_so_in_one_line_and_touches_nothing(
