@@ -335,11 +335,12 @@ def test_a_single_class_tree_is_refused_before_anything_is_decoded_or_cached(
 def test_error_no_images_or_bad_image(tmp_path: Path) -> None:
     root = tmp_path / "t"
     for split in ("train", "test"):
-        (root / split / "a").mkdir(parents=True)
+        for cls in ("a", "b"):  # two classes: a single one is refused first (its own test)
+            (root / split / cls).mkdir(parents=True)
     with pytest.raises(DataError) as e:
         load_dataset(str(root), cache_dir=tmp_path / "c")
     assert "no image files" in one_line_error(e)
-    _make_tree(root, {"a": {"train": 2, "test": 1}})
+    _make_tree(root, {"a": {"train": 2, "test": 1}, "b": {"train": 2, "test": 1}})
     (root / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg\nat all")
     with pytest.raises(DataError) as e:
         load_dataset(str(root), cache_dir=tmp_path / "c")
