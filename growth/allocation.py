@@ -104,8 +104,8 @@ def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], go
              rule: Literal["value", "alike"] = "value") -> dict[str, int]:
     """Channels to add per group (see the module docstring); ``chosen`` maps the chosen groups to their score.
 
-    ``rule="value"``: one unit at a time to the group with the most ``score x log(new width / width)`` per
-    MAC. ``rule="alike"``: one unit each, a common factor, then the least grown (uniform scaling)."""
+    ``rule="value"``: one unit at a time to the group with the most ``score x ΔU`` per MAC (:func:`_utility`).
+    ``rule="alike"``: one unit each, a common factor, then the least grown (uniform scaling)."""
     groups = groups_of_genotype(genotype)
     start: dict[str, int] = {g.name: g.width for g in groups}
     widths = dict(start)
@@ -124,11 +124,12 @@ def allocate(genotype: Genotype, chosen: dict[str, float], others: list[str], go
         return next_width(widths[name], multiple) > ceiling(name)
 
     order = {name: i for i, name in enumerate(start)}
+    utility = _utility(groups)
     for tier_scores in (chosen, dict.fromkeys(others, 1.0)):
         if tier_scores is not chosen and not all(capped(name, widths) for name in chosen):
             break
         if rule == "value":
-            widths = _by_value(widths, tier_scores, _utility(groups), goal_macs, macs, capped, order, multiple)
+            widths = _by_value(widths, tier_scores, utility, goal_macs, macs, capped, order, multiple)
         else:
             widths = _alike(widths, start, tier_scores, goal_macs, macs, capped, ceiling, order, cap, multiple)
     return {name: widths[name] - start[name] for name in start if widths[name] > start[name]}
