@@ -441,6 +441,12 @@ def resnet20_early_thin(**kwargs: Any) -> ResNetGenotype:
 
 
 @register_model
+def resnet20_tiny(**kwargs: Any) -> ResNetGenotype:
+    """ResNet-20 at 1/8 width (2/4/8), a quarter of resnet20-thin's MACs: the seed for large growth."""
+    return _resnet([2, 4, 8], 20, **kwargs)
+
+
+@register_model
 def resnet8_thin(**kwargs: Any) -> ResNetGenotype:
     """One block per stage, widths 4/8/16: the seed for depth growth."""
     return _resnet([4, 8, 16], 8, **kwargs)
