@@ -326,7 +326,7 @@ def search(storage: optuna.storages.BaseStorage, study_name: str, base: GrowConf
                 run_dir = resume = Path(previous)
             print(f"trial {trial.number}: retries trial {retry_of}, whose worker died: "
                   f"{f'resuming {resume}' if resume else f'starting anew in {run_dir}'}", flush=True)
-        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("run_dir", os.path.abspath(run_dir))  # absolute: --show may run from anywhere
         try:
             run = Run.open(config, None if resume else run_dir, resume, kind="grow")
             summary = run.fit(GrowthController(config), display=None)

@@ -47,8 +47,8 @@ def test_the_search_space_is_one_function_of_growconfig_fields() -> None:
 @pytest.mark.slow
 def test_a_study_runs_joins_shows_and_respects_its_budget(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    result = run_grow(*STUDY, "--trials", "3", "--out", str(out), check=True)
-    trials = _trials(out)
+    result = run_grow(*STUDY, "--trials", "3", "--out", "study", cwd=tmp_path, check=True)  # relative, shown below
+    trials = _trials(out)                                                                 # from another directory
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     for t in trials:
         summary = json.loads((out / "trials" / str(t.number) / "summary.json").read_text())
